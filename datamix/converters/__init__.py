@@ -1,0 +1,24 @@
+"""The converter registry: one dict, keyed by the id used on the command line and in recipes."""
+
+from __future__ import annotations
+
+from datamix.converters.base import Converter, ConvertOptions
+from datamix.converters.gqa import GQA
+from datamix.converters.llava import Llava
+from datamix.converters.sharegpt import ShareGPT
+from datamix.converters.vqav2 import VQAv2
+from datamix.errors import ConverterError
+
+CONVERTERS: dict[str, type[Converter]] = {c.id: c for c in (VQAv2, GQA, ShareGPT, Llava)}
+
+
+def get_converter(converter_id: str, options: ConvertOptions | None = None) -> Converter:
+    try:
+        cls = CONVERTERS[converter_id]
+    except KeyError:
+        known = ", ".join(sorted(CONVERTERS))
+        raise ConverterError(f"unknown converter {converter_id!r}; known converters: {known}") from None
+    return cls(options)
+
+
+__all__ = ["CONVERTERS", "Converter", "ConvertOptions", "get_converter"]

@@ -1,0 +1,106 @@
+"""What every converter is, and the shared machinery of record-by-record converters."""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from datamix.jsonio import iter_records
+from datamix.ledger import Ledger
+from datamix.prompts import PromptPolicy, apply_format_prompt
+from datamix.schema import Sample, validate
+
+BATCH = 4096
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    format_prompt: PromptPolicy = PromptPolicy.first_turn
+    # vqav2: `consensus` = the file's multiple_choice_answer; `most_common` = the most frequent of the
+    # annotator answers (ties go to the answer given first).
+    answer: str = "consensus"
+    # vqav2: `2017` -> train2017/%012d.jpg (what LLaVA-1.5 uses); `2014` -> train2014/COCO_train2014_%012d.jpg
+    coco_naming: str = "2017"
+
+
+class Converter(ABC):
+    """Turns the official files of one source into batches of unified-schema rows.
+
+    A batch is either a pyarrow Table already in the unified schema (vectorised converters, which then
+    guarantee the invariants by construction) or a list of Samples, which the runner validates.
+    Every input record must end up counted in the ledger: as output or as a rejection with a reason.
+    """
+
+    id: ClassVar[str]
+    description: ClassVar[str]
+
+    def __init__(self, options: ConvertOptions | None = None):
+        self.options = options or ConvertOptions()
+
+    @abstractmethod
+    def convert(self, files: list[Path], ledger: Ledger) -> Iterator[pa.Table | list[Sample]]:
+        """Yield output batches; count records and rejections in `ledger`."""
+
+
+class RecordConverter(Converter):
+    """A converter whose files are JSON lists (or JSON Lines) of independent records.
+
+    Subclasses give the msgspec `record_type` and `to_sample`, which returns a Sample or a reason string.
+    This class counts, applies the format-prompt policy, validates and makes ids unique.
+    """
+
+    record_type: ClassVar[Any]
+    required_key: ClassVar[str] = "conversations"
+
+    @abstractmethod
+    def to_sample(self, record: Any, index: int, file: Path) -> Sample | str:
+        """Convert one raw record; return a reason string to reject it."""
+
+    def convert(self, files: list[Path], ledger: Ledger) -> Iterator[list[Sample]]:
+        self._seen_ids: Counter[str] = Counter()
+        batch: list[Sample] = []
+        for file in files:
+            for index, record, reason in iter_records(file, self.record_type, self.required_key):
+                ledger.records_in += 1
+                sample = reason or self.to_sample(record, index, file)
+                if isinstance(sample, str):
+                    ledger.reject(original_id(record, index), sample, file=file.name)
+                    continue
+                apply_format_prompt(sample, self.options.format_prompt)
+                invalid = validate(sample)
+                if invalid:
+                    ledger.reject(sample.meta.get("original_id", index), invalid, file=file.name)
+                    continue
+                sample.id = self._unique(sample.id)
+                ledger.records_out += 1
+                batch.append(sample)
+                if len(batch) == BATCH:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+    def _unique(self, sample_id: str) -> str:
+        """Repeated original ids (llava_instruct reuses the image id per subset) get `#1`, `#2`, ... in input order."""
+        n = self._seen_ids[sample_id]
+        self._seen_ids[sample_id] += 1
+        return sample_id if n == 0 else f"{sample_id}#{n}"
+
+
+def original_id(record: Any, index: int) -> str:
+    """The id a rejection is filed under: the record's own id, else its position in the file."""
+    rid = getattr(record, "id", None)
+    return str(rid) if rid not in (None, "") else f"#{index}"
+
+
+def content_hash(*parts: str) -> str:
+    """A stable id for records that have none: the same content gives the same id on every machine."""
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+    return f"h{digest[:16]}"

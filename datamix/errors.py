@@ -1,0 +1,17 @@
+"""Exception hierarchy: every error a user can cause is a DatamixError with a message that says what to do."""
+
+
+class DatamixError(Exception):
+    """Base class: the CLI prints these as one line and exits with code 1."""
+
+
+class SchemaError(DatamixError):
+    """A sample breaks an invariant of the unified schema."""
+
+
+class ConverterError(DatamixError):
+    """An input file is not in the format its converter expects, or a converter id is unknown."""
+
+
+class InputError(DatamixError):
+    """A path given on the command line or in a recipe does not exist or matches nothing."""
