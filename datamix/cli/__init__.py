@@ -1,0 +1,62 @@
+"""The `datamix` command line: thin typer commands over library functions.
+
+Every error a user can cause prints as one line (`error: ...`) with exit code 1; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Annotated, TypeVar
+
+import typer
+
+from datamix.errors import DatamixError
+
+F = TypeVar("F", bound=Callable)
+
+app = typer.Typer(
+    name="datamix",
+    help="Build, subsample, inspect and train on LLaVA-1.5-style vision-language data mixtures.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class _Settings:
+    debug = False
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False) -> None:
+    _Settings.debug = debug
+
+
+def fails_cleanly(command: F) -> F:
+    """Turn any exception into one line on stderr and exit code 1, unless --debug asks for the traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the CLI boundary: everything becomes one clear line
+            if _Settings.debug:
+                raise
+            detail = str(exc) if isinstance(exc, DatamixError) else f"{type(exc).__name__}: {exc}"
+            typer.secho(f"error: {detail}", err=True, fg=typer.colors.RED)
+            if not isinstance(exc, DatamixError):
+                typer.echo("(unexpected; run with --debug for the traceback)", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def main() -> None:
+    app()
+
+
+from datamix.cli import convert as _convert  # noqa: E402,F401  (registers its commands)
+from datamix.cli import demo as _demo  # noqa: E402,F401

@@ -1,0 +1,229 @@
+"""Write a small raw dataset in the official formats of VQAv2, GQA, ShareGPT and LLaVA.
+
+The images are synthetic: one to four flat shapes (circle, square, triangle) in distinct colours on a
+light background, each shape alone in a cell of a 3x3 grid so that counting is unambiguous. Every
+answer is computed from the scene that was drawn, so a model trained on a demo mix can be checked, and
+`scenes.demo.json` keeps each scene for that purpose. The files follow the shapes of the real releases
+(VQAv2 questions/annotations pair, GQA dict keyed by zero-padded question id, ShareGPT list,
+LLaVA-Instruct list) with the quirks converters must survive, plus a few deliberately broken items,
+all listed in `README.demo.json`.
+
+Same seed -> byte-identical files: each part draws from its own local `random.Random` stream (so one
+part's changes do not shift another's), JSON keys are written in construction order, and JPEGs are
+encoded by Pillow with fixed parameters.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw
+
+SIZE = 96
+CELL = SIZE // 3
+BACKGROUND = (240, 238, 230)
+COLORS = {"red": (215, 40, 40), "green": (40, 160, 70), "blue": (40, 80, 210),
+          "yellow": (235, 195, 30), "purple": (140, 60, 170)}
+SHAPES = ("circle", "square", "triangle")
+# What a careless annotator might say instead of the true colour (VQAv2 answers disagree, FORMATS §12.1).
+NEAR_COLOR = {"red": "orange", "green": "teal", "blue": "navy", "yellow": "gold", "purple": "violet"}
+NUMBER_WORDS = ("no", "one", "two", "three", "four")
+VQA_INFO = {"year": 2017, "version": "2.0", "description": "datamix demo data in the VQA v2.0 format",
+            "contributor": "datamix", "url": "https://visualqa.org", "date_created": "2017-04-26 17:07:13"}
+VQA_LICENSE = {"url": "http://creativecommons.org/licenses/by/4.0/",
+               "name": "Creative Commons Attribution 4.0 International License"}
+Scene = list[dict[str, Any]]
+
+
+def _stream(seed: int, name: str) -> random.Random:
+    # String seeds are hashed with SHA-512 by `random`, so streams are stable across runs and platforms.
+    return random.Random(f"datamix-demo:{seed}:{name}")
+
+
+# ---------------------------------------------------------------- scenes and images
+
+def make_scene(rng: random.Random) -> Scene:
+    """1-4 shapes, one per grid cell, at most one circle (so "the circle" always names one shape)."""
+    scene: Scene = []
+    for cell in sorted(rng.sample(range(9), rng.randint(1, 4))):
+        kinds = SHAPES[1:] if any(s["shape"] == "circle" for s in scene) else SHAPES
+        half = rng.randint(9, 12)
+        slack = CELL // 2 - half - 2  # keeps >= 4 px between shapes in neighbouring cells
+        cx = (cell % 3) * CELL + CELL // 2 + rng.randint(-slack, slack)
+        cy = (cell // 3) * CELL + CELL // 2 + rng.randint(-slack, slack)
+        scene.append({"shape": rng.choice(kinds), "color": rng.choice(list(COLORS)), "cell": cell,
+                      "box": [cx - half, cy - half, cx + half, cy + half]})
+    return scene
+
+
+def jpeg_bytes(scene: Scene) -> bytes:
+    image = Image.new("RGB", (SIZE, SIZE), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    for s in scene:
+        x0, y0, x1, y1 = s["box"]
+        fill = COLORS[s["color"]]
+        if s["shape"] == "circle":
+            draw.ellipse((x0, y0, x1, y1), fill=fill)
+        elif s["shape"] == "square":
+            draw.rectangle((x0, y0, x1, y1), fill=fill)
+        else:
+            draw.polygon([((x0 + x1) // 2, y0), (x1, y1), (x0, y1)], fill=fill)
+    buf = io.BytesIO()
+    # 4:4:4 chroma keeps the flat colours exact away from the edges; no optimize/progressive passes.
+    image.save(buf, "JPEG", quality=92, subsampling=0)
+    return buf.getvalue()
+
+
+def _only(scene: Scene, **match: str) -> dict | None:
+    hits = [s for s in scene if all(s[k] == v for k, v in match.items())]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _count(scene: Scene, shape: str) -> int:
+    return sum(s["shape"] == shape for s in scene)
+
+
+def _describe(scene: Scene) -> str:
+    parts = [f"a {s['color']} {s['shape']}" for s in scene]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+# ---------------------------------------------------------------- VQAv2
+
+def _yes_no_question(rng: random.Random, scene: Scene, want_yes: bool) -> tuple[str, str, str]:
+    """Pick a yes/no question whose true answer is `want_yes`; both kinds always exist for a scene."""
+    cands = [(f"Is there a {shape}?", _count(scene, shape) > 0, "is there a") for shape in SHAPES]
+    circle = _only(scene, shape="circle")
+    if circle:
+        cands += [(f"Is the circle {c}?", circle["color"] == c, "is the") for c in COLORS]
+    q, truth, qtype = rng.choice([c for c in cands if c[1] == want_yes])
+    return q, "yes" if truth else "no", qtype
+
+
+def _wrong_answer(rng: random.Random, truth: str, answer_type: str) -> str:
+    if answer_type == "yes/no":
+        return "no" if truth == "yes" else "yes"
+    if answer_type == "number":
+        return str(int(truth) + 1 if truth == "0" or rng.random() < 0.5 else int(truth) - 1)
+    return NEAR_COLOR[truth]
+
+
+def _annotate(rng: random.Random, truth: str, answer_type: str) -> list[dict[str, Any]]:
+    """10 answers: at least 7 agree with the truth, 0-3 are near misses typed with less confidence."""
+    n_wrong = rng.choice((0, 1, 1, 2, 3))
+    pairs = [(truth, "yes" if rng.random() < 0.9 else "maybe") for _ in range(10 - n_wrong)]
+    pairs += [(_wrong_answer(rng, truth, answer_type), rng.choice(("maybe", "no"))) for _ in range(n_wrong)]
+    rng.shuffle(pairs)
+    return [{"answer": a, "answer_confidence": c, "answer_id": i + 1} for i, (a, c) in enumerate(pairs)]
+
+
+def _vqa_pair(seed: int, scenes: dict[int, Scene], p_yes: float) -> tuple[list, list]:
+    """Questions and annotations; only the yes/no questions depend on `p_yes`."""
+    yn = _stream(seed, f"vqav2-yes-no-{p_yes}")
+    n_yes = round(len(scenes) * p_yes)  # exact share, so "balanced" really is 50% yes
+    targets = [True] * n_yes + [False] * (len(scenes) - n_yes)
+    yn.shuffle(targets)
+    questions, annotations = [], []
+    for (image_id, scene), want_yes in zip(scenes.items(), targets):
+        rng = _stream(seed, f"vqav2-{image_id}")
+        asked = [("How many squares are there?", str(_count(scene, "square")), "number", "how many", rng)]
+        circle = _only(scene, shape="circle")
+        if circle:
+            asked.append(("What color is the circle?", circle["color"], "other", "what color is the", rng))
+        q, truth, qtype = _yes_no_question(yn, scene, want_yes)
+        asked.append((q, truth, "yes/no", qtype, yn))
+        for k, (question, truth, answer_type, qtype, r) in enumerate(asked):
+            qid = image_id * 1000 + k
+            answers = _annotate(r, truth, answer_type)
+            majority = Counter(a["answer"] for a in answers).most_common(1)[0][0]
+            questions.append({"image_id": image_id, "question": question, "question_id": qid})
+            annotations.append({"question_type": qtype, "multiple_choice_answer": majority,
+                                "answers": answers, "image_id": image_id, "answer_type": answer_type,
+                                "question_id": qid})
+    _stream(seed, "vqav2-order").shuffle(annotations)  # the join must go through question_id
+    return questions, annotations
+
+
+def _vqa_questions_file(subtype: str, questions: list) -> dict:
+    return {"info": VQA_INFO, "task_type": "Open-Ended", "data_type": "mscoco", "license": VQA_LICENSE,
+            "data_subtype": subtype, "questions": questions}
+
+
+def _vqa_annotations_file(annotations: list) -> dict:
+    return {"info": VQA_INFO, "license": VQA_LICENSE, "data_subtype": "train2014",
+            "annotations": annotations, "data_type": "mscoco"}
+
+
+# ---------------------------------------------------------------- GQA
+
+def _gqa_candidates(rng: random.Random, scene: Scene, obj_ids: list[str]) -> list[dict]:
+    """Question templates that have exactly one right answer for this scene."""
+    out = []
+    for s, oid in zip(scene, obj_ids):
+        shape, color = s["shape"], s["color"]
+        if _only(scene, shape=shape):
+            asked = color if rng.random() < 0.5 else rng.choice([c for c in COLORS if c != color])
+            yes = asked == color
+            out.append({"question": f"Is the {shape} {asked}?", "answer": "yes" if yes else "no", "obj": oid,
+                        "fullAnswer": f"Yes, the {shape} is {asked}." if yes else f"No, the {shape} is {color}.",
+                        "semantic": [("select", [], f"{shape} ({oid})"), ("verify color", [0], asked)],
+                        "local": f"06-{shape}_{asked}", "types": ("verifyAttr", "attr", "verify"),
+                        "q_pos": "2", "a_pos": "2"})
+            out.append({"question": f"What color is the {shape}?", "answer": color, "obj": oid,
+                        "fullAnswer": f"The {shape} is {color}.",
+                        "semantic": [("select", [], f"{shape} ({oid})"), ("query", [0], "color")],
+                        "local": f"10q-{shape}_color", "types": ("queryAttr", "attr", "query"),
+                        "q_pos": "4", "a_pos": "1"})
+        if _only(scene, color=color):
+            out.append({"question": f"Which shape is {color}?", "answer": shape, "obj": oid,
+                        "fullAnswer": f"The {color} shape is a {shape}.",
+                        "semantic": [("select", [], f"shape ({oid})"), ("filter color", [0], color),
+                                     ("query", [1], "name")],
+                        "local": f"15-{color}_shape", "types": ("categoryThat", "cat", "query"),
+                        "q_pos": "0:2", "a_pos": "5"})
+    return out
+
+
+def _gqa_record(qid: str, image_id: str, cand: dict, entailed: list[str]) -> dict:
+    ops = [{"operation": op, "dependencies": deps, "argument": arg} for op, deps, arg in cand["semantic"]]
+    sem_str = "->".join(f"{op}: {arg}" + (f" {deps}" if deps else "") for op, deps, arg in cand["semantic"])
+    detailed, semantic, structural = cand["types"]
+    return {"semantic": ops, "entailed": entailed, "equivalent": [qid], "question": cand["question"],
+            "imageId": image_id, "isBalanced": True, "groups": {"global": None, "local": cand["local"]},
+            "answer": cand["answer"], "semanticStr": sem_str,
+            "annotations": {"answer": {}, "question": {cand["q_pos"]: cand["obj"]},
+                            "fullAnswer": {cand["a_pos"]: cand["obj"]}},
+            "types": {"detailed": detailed, "semantic": semantic, "structural": structural},
+            "fullAnswer": cand["fullAnswer"]}
+
+
+def _gqa_questions(seed: int, scenes: dict[str, Scene]) -> dict[str, dict]:
+    rng = _stream(seed, "gqa")
+    records, next_id = {}, rng.randint(100000, 3000000)
+    for image_id, scene in scenes.items():
+        obj_ids = [str(rng.randint(1000000, 3999999)) for _ in scene]
+        cands = _gqa_candidates(rng, scene, obj_ids)
+        chosen = rng.sample(cands, min(3, len(cands)))
+        qids = []
+        for _ in chosen:
+            qids.append(f"{next_id:08d}")  # zero-padded string ids: never cast them to int
+            next_id += rng.randint(1, 9)
+        for qid, cand in zip(qids, chosen):
+            # Questions about the same object entail each other, as in the real file.
+            entailed = [q for q, c in zip(qids, chosen) if q != qid and c["obj"] == cand["obj"]]
+            records[qid] = _gqa_record(qid, image_id, cand, entailed)
+    return records
+
+
+def _gqa_image_ids(rng: random.Random, n: int) -> list[str]:
+    ids: list[str] = []
+    while len(ids) < n:  # about a quarter "n"-prefixed, like the real ids n1..n581923
+        new = f"n{rng.randint(1, 581923)}" if rng.random() < 0.25 else str(rng.randint(1, 2417997))
+        if new not in ids:
+            ids.append(new)
+    return ids
