@@ -227,3 +227,213 @@ def _gqa_image_ids(rng: random.Random, n: int) -> list[str]:
         if new not in ids:
             ids.append(new)
     return ids
+
+
+# ---------------------------------------------------------------- ShareGPT
+
+COLOR_MIXES = (("blue", "yellow", "green"), ("red", "yellow", "orange"), ("red", "blue", "purple"),
+               ("red", "white", "pink"), ("black", "white", "grey"))
+
+
+def _chat_exchange(rng: random.Random) -> list[dict[str, str]]:
+    """One checkable question/answer pair: arithmetic or a colour-mixing fact."""
+    if rng.random() < 0.6:
+        a, b = rng.randint(2, 40), rng.randint(2, 40)
+        op, value = rng.choice((("+", a + b), ("*", a * b), ("-", a - b)))
+        q, ans = f"What is {a} {op} {b}?", f"{a} {op} {b} = {value}."
+    else:
+        x, y, mix = rng.choice(COLOR_MIXES)
+        q, ans = f"What colour do you get when you mix {x} and {y} paint?", f"Mixing {x} and {y} gives {mix}."
+    return [{"from": "human", "value": q}, {"from": "gpt", "value": ans}]
+
+
+def _sharegpt_records(seed: int, n: int) -> tuple[list[dict], list[str]]:
+    rng = _stream(seed, "sharegpt")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+    def record(turns: list[dict[str, str]]) -> dict:
+        base = "".join(rng.choice(alphabet) for _ in range(7))
+        rec: dict[str, Any] = {"id": f"{base}_{rng.choice((0, 0, 0, 1, 2))}"}
+        model = rng.choice(("gpt4", "", None))  # None: no `model` key at all (schema drift)
+        if model is not None:
+            rec["model"] = model
+        rec["conversations"] = turns
+        return rec
+
+    records = [record([t for _ in range(rng.randint(1, 3)) for t in _chat_exchange(rng)]) for _ in range(n)]
+    ex = _chat_exchange
+    quirky = {  # FORMATS §12 items 9-19: what each record exercises
+        "leading gpt turn holding U+200B": [{"from": "gpt", "value": "\u200b"}] + ex(rng),
+        "leading gpt turn holding EmptyMarkdownContent": [{"from": "gpt", "value": "EmptyMarkdownContent"}] + ex(rng),
+        "user/assistant role names": [{"from": r, "value": t["value"]}
+                                      for r, t in zip(("user", "assistant"), ex(rng))],
+        "two consecutive gpt turns": ex(rng) + [{"from": "gpt", "value": "Is there anything else?"}],
+        "trailing human turn": ex(rng) + ex(rng)[:1],
+        "only a human turn (no usable exchange)": ex(rng)[:1],
+        "leading system turn": [{"from": "system", "value": "You are a helpful assistant."}] + ex(rng),
+    }
+    notes = []
+    for what, turns in quirky.items():
+        rec = record(turns)
+        records.insert(rng.randint(0, len(records)), rec)
+        notes.append(f"{rec['id']}: {what}")
+    no_id = record(ex(rng))
+    del no_id["id"]
+    records.insert(rng.randint(0, len(records)), no_id)
+    notes.append(f"record #{records.index(no_id)}: no id")
+    return records, notes
+
+
+# ---------------------------------------------------------------- LLaVA-Instruct
+
+def _position(s: dict) -> str:
+    row, col = divmod(s["cell"], 3)
+    if (row, col) == (1, 1):
+        return "in the middle"
+    return "at the " + " ".join(w for w in (("top", "", "bottom")[row], ("left", "", "right")[col]) if w)
+
+
+def _llava_record(rng: random.Random, image_id: int, scene: Scene, *, with_token: bool = True) -> dict:
+    n_sq = _count(scene, "square")
+    turns = [("What shapes can you see in this image?",
+              f"I can see {NUMBER_WORDS[len(scene)]} shape{'s' * (len(scene) > 1)}: {_describe(scene)}."),
+             ("How many squares are there?",
+              "There are no squares." if n_sq == 0 else
+              f"There {'is' if n_sq == 1 else 'are'} {NUMBER_WORDS[n_sq]} square{'s' * (n_sq > 1)}.")]
+    circle = _only(scene, shape="circle")
+    s = rng.choice(scene)
+    turns.append(("What color is the circle?", f"The circle is {circle['color']}.") if circle else
+                 (f"Where is the {s['color']} {s['shape']}?", f"It is {_position(s)} of the image."))
+    turns = turns[:rng.randint(2, 3)]
+    first = turns[0][0]
+    if with_token:  # LLaVA-Instruct has the token at the start or at the end about half and half
+        first = f"<image>\n{first}" if rng.random() < 0.5 else f"{first}\n<image>"
+    conv = []
+    for i, (q, a) in enumerate(turns):
+        conv += [{"from": "human", "value": first if i == 0 else q}, {"from": "gpt", "value": a}]
+    return {"id": f"{image_id:012d}", "image": f"{image_id:012d}.jpg", "conversations": conv}
+
+
+def _llava_records(seed: int, scenes: dict[int, Scene], image_ids: list[int]) -> tuple[list[dict], list[str]]:
+    rng = _stream(seed, "llava")
+    records = [_llava_record(rng, i, scenes[i]) for i in image_ids]
+    int_id, no_token = rng.sample(range(len(records)), 2)
+    records[int_id]["id"] = image_ids[int_id]  # mixed id types break pyarrow (FORMATS §12.23)
+    records[no_token] = _llava_record(rng, image_ids[no_token], scenes[image_ids[no_token]], with_token=False)
+    return records, [f"record #{int_id}: int id {image_ids[int_id]}",
+                     f"record #{no_token}: image key but no <image> token (must be rejected)"]
+
+
+# ---------------------------------------------------------------- putting it together
+
+NOT_AN_IMAGE = b"<html><body><h1>404 Not Found</h1></body></html>\n"  # what a failed download leaves
+BROKEN_IMAGE_KINDS = {"truncated_jpeg": "first half of a valid JPEG", "empty_file": "0-byte file",
+                      "text_as_jpg": "HTML text saved under a .jpg name",
+                      "missing_image": "referenced by the questions but not written"}
+
+
+def _break_images(rng: random.Random, files: dict[str, bytes], coco: list[str], gqa: list[str]) -> list[dict]:
+    """Damage a few image files in place; the questions that use them stay, so converters must cope."""
+    plan = list(zip(rng.sample(coco, 5), ("truncated_jpeg", "truncated_jpeg", "empty_file", "text_as_jpg",
+                                          "missing_image")))
+    plan += zip(rng.sample(gqa, 2), ("truncated_jpeg", "missing_image"))
+    for path, kind in plan:
+        if kind == "truncated_jpeg":
+            files[path] = files[path][: len(files[path]) // 2]
+        elif kind == "empty_file":
+            files[path] = b""
+        elif kind == "text_as_jpg":
+            files[path] = NOT_AN_IMAGE
+        else:
+            del files[path]
+    return [{"path": path, "kind": kind, "detail": BROKEN_IMAGE_KINDS[kind]} for path, kind in sorted(plan)]
+
+
+def _write_json(path: Path, obj: Any, indent: int | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=indent) + "\n", encoding="utf-8")
+
+
+def write_demo_data(out_dir: Path, *, seed: int = 0, n_images: int = 240) -> dict:
+    """Write the demo tree under `out_dir` and return (and save as README.demo.json) its summary."""
+    if n_images < 24:
+        raise ValueError(f"n_images must be at least 24 to hold every broken case, got {n_images}")
+    out_dir = Path(out_dir)
+    rng = _stream(seed, "layout")
+    n_test = max(2, n_images // 40)
+    n_gqa = (n_images - n_test) // 3
+    n_coco = n_images - n_test - n_gqa
+    drawn = rng.sample(range(1, 581930), n_coco + n_test)  # real COCO ids go up to 581929
+    coco_ids, test_ids = sorted(drawn[:n_coco]), sorted(drawn[n_coco:])
+    gqa_ids = _gqa_image_ids(rng, n_gqa)
+
+    scene_rng = _stream(seed, "scenes")
+    coco = {i: make_scene(scene_rng) for i in coco_ids}
+    test = {i: make_scene(scene_rng) for i in test_ids}
+    gqa = {i: make_scene(scene_rng) for i in gqa_ids}
+    paths = {**{f"coco/train2017/{i:012d}.jpg": s for i, s in coco.items()},
+             **{f"coco/test2015/COCO_test2015_{i:012d}.jpg": s for i, s in test.items()},
+             **{f"gqa/images/{i}.jpg": s for i, s in gqa.items()}}
+    files = {path: jpeg_bytes(scene) for path, scene in paths.items()}
+    broken = _break_images(rng, files, [p for p in paths if p.startswith("coco/train2017/")],
+                           [p for p in paths if p.startswith("gqa/")])
+    missing_coco = [int(Path(b["path"]).stem) for b in broken
+                    if b["kind"] == "missing_image" and b["path"].startswith("coco/")]
+
+    # VQAv2: both variants share images, count/colour questions and the two broken records.
+    no_annotation, empty_answer = coco_ids[1] * 1000, coco_ids[2] * 1000
+    yes_share = {}
+    for folder, p_yes in (("vqav2", 0.5), ("vqav2_unbalanced", 0.75)):
+        questions, annotations = _vqa_pair(seed, coco, p_yes)
+        annotations = [a for a in annotations if a["question_id"] != no_annotation]
+        for a in annotations:
+            if a["question_id"] == empty_answer:
+                a["multiple_choice_answer"] = ""
+        yn = [a["multiple_choice_answer"] == "yes" for a in annotations if a["answer_type"] == "yes/no"]
+        yes_share[folder] = round(sum(yn) / len(yn), 4)
+        _write_json(out_dir / folder / "v2_OpenEnded_mscoco_train2014_questions.json",
+                    _vqa_questions_file("train2014", questions))
+        _write_json(out_dir / folder / "v2_mscoco_train2014_annotations.json", _vqa_annotations_file(annotations))
+    test_questions = [{"image_id": i, "question": "How many squares are there?", "question_id": i * 1000}
+                      for i in test_ids]
+    _write_json(out_dir / "vqav2/v2_OpenEnded_mscoco_test2015_questions.json",
+                _vqa_questions_file("test2015", test_questions))
+    broken += [{"path": "vqav2/v2_mscoco_train2014_annotations.json", "kind": "question_without_annotation",
+                "detail": f"question_id {no_annotation} has no annotation (same in vqav2_unbalanced/)"},
+               {"path": "vqav2/v2_mscoco_train2014_annotations.json", "kind": "empty_multiple_choice_answer",
+                "detail": f"question_id {empty_answer} has multiple_choice_answer \"\" (same in vqav2_unbalanced/)"}]
+
+    gqa_questions = _gqa_questions(seed, gqa)
+    no_image = rng.choice(sorted(gqa_questions))
+    del gqa_questions[no_image]["imageId"]
+    _write_json(out_dir / "gqa/train_balanced_questions.json", gqa_questions)
+    broken.append({"path": "gqa/train_balanced_questions.json", "kind": "missing_image_id",
+                   "detail": f"question {no_image} has no imageId"})
+
+    sharegpt, sharegpt_notes = _sharegpt_records(seed, max(8, n_images // 10))
+    _write_json(out_dir / "sharegpt/sharegpt_demo.json", sharegpt, indent=2)
+    llava_ids = sorted(set(rng.sample(coco_ids, n_coco // 3)) | set(missing_coco))
+    llava, llava_notes = _llava_records(seed, coco, llava_ids)
+    _write_json(out_dir / "llava/llava_instruct_demo.json", llava, indent=2)
+
+    for path, data in files.items():
+        (out_dir / path).parent.mkdir(parents=True, exist_ok=True)
+        (out_dir / path).write_bytes(data)
+    # The ground truth behind every answer, for checking converters and trained models.
+    _write_json(out_dir / "scenes.demo.json", {p: [{k: s[k] for k in ("shape", "color", "box")} for s in scene]
+                                                for p, scene in paths.items()})
+    summary = {
+        "seed": seed, "n_images": n_images,
+        "counts": {"coco_train2017_images": n_coco, "coco_test2015_images": n_test, "gqa_images": n_gqa,
+                   "vqav2_questions": len(questions), "vqav2_annotations": len(annotations),
+                   "vqav2_test_questions": len(test_questions), "vqav2_yes_share": yes_share,
+                   "gqa_questions": len(gqa_questions), "sharegpt_records": len(sharegpt),
+                   "llava_records": len(llava)},
+        "broken": broken,
+        "quirks": {"sharegpt": sharegpt_notes, "llava": llava_notes,
+                   "gqa": [f"n-prefixed imageIds: {sum(i.startswith('n') for i in gqa_ids)}"],
+                   "vqav2": ["annotations are in a different order than questions",
+                             "1-3 of the 10 answers often disagree (near colour, off-by-one, flipped yes/no)"]},
+    }
+    _write_json(out_dir / "README.demo.json", summary, indent=2)
+    return summary

@@ -1,0 +1,80 @@
+"""`make bench`: datamix against the baselines users have today, measured in the same invocation.
+
+For a VQAv2-train-scale input (443,757 questions, 4,437,570 answers) and a GQA-balanced-train-scale
+input (943,000 questions), each in the official format, it runs in separate fresh processes:
+  (a) plain `json.load` of the same files (the floor of any pure-Python reader),
+  (b) the naive conversion script (json.load, join in dicts, loop, json.dump LLaVA JSON),
+  (c) `datamix convert` end to end (parse, join, merge per image, prompts, validate, Parquet + ledger),
+and prints wall time, peak RSS and the ratios. `--scale 0.1` runs a tenth of the size for a quick look.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+import synth  # noqa: E402
+
+VQA_QUESTIONS = 443_757
+GQA_QUESTIONS = 943_000
+
+
+def measure(*args: str) -> dict:
+    out = subprocess.run([sys.executable, str(HERE / "measure.py"), *args], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def inputs(work: Path, scale: float) -> tuple[list[Path], list[Path]]:
+    n_vqa, n_gqa = int(VQA_QUESTIONS * scale), int(GQA_QUESTIONS * scale)
+    stamp = work / f"inputs-{n_vqa}-{n_gqa}.done"
+    vqa_dir, gqa_dir = work / "vqav2", work / "gqa"
+    if not stamp.exists():
+        print(f"generating inputs: {n_vqa:,} VQAv2 questions, {n_gqa:,} GQA questions ...", flush=True)
+        for old in work.glob("inputs-*.done"):
+            old.unlink()
+        synth.write_vqav2(vqa_dir, n_vqa)
+        synth.write_gqa(gqa_dir, n_gqa)
+        stamp.touch()
+    return sorted(vqa_dir.glob("*.json")), sorted(gqa_dir.glob("*.json"))
+
+
+def row(name: str, result: dict, input_bytes: int) -> str:
+    rss = result["peak_rss_bytes"]
+    return (f"  {name:<34} {result['wall_s']:>8.2f} s {rss / 2**20:>9,.0f} MiB   "
+            f"RSS/input {rss / input_bytes:>4.2f}x")
+
+
+def bench_source(label: str, files: list[Path], naive: list[str], work: Path, source: str) -> None:
+    size = sum(f.stat().st_size for f in files)
+    print(f"\n{label}: {len(files)} file(s), {size / 2**20:,.0f} MiB")
+    a = measure("json_load", *map(str, files))
+    b = measure(*naive)
+    c = measure("datamix", "convert", source, *map(str, files), "--out", str(work / f"{source}.parquet"))
+    print(row("(a) json.load only", a, size))
+    print(row("(b) naive script -> LLaVA JSON", b, size))
+    print(row("(c) datamix convert", c, size))
+    print(f"  (c) vs (a): {a['wall_s'] / c['wall_s']:.2f}x faster   (c) vs (b): {b['wall_s'] / c['wall_s']:.2f}x faster, "
+          f"{b['peak_rss_bytes'] / c['peak_rss_bytes']:.2f}x less memory")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full train-split sizes")
+    parser.add_argument("--work", type=Path, default=Path("bench_out"), help="where inputs and outputs go")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    vqa_files, gqa_files = inputs(args.work, args.scale)
+    q, a = (str(f) for f in sorted(vqa_files, key=lambda f: "annotations" in f.name))
+    bench_source("VQAv2 train scale", vqa_files, ["naive_vqav2", q, a, str(args.work / "naive_vqav2.json")],
+                 args.work, "vqav2")
+    bench_source("GQA balanced-train scale", gqa_files, ["naive_gqa", str(gqa_files[0]),
+                 str(args.work / "naive_gqa.json")], args.work, "gqa")
+
+
+if __name__ == "__main__":
+    main()
