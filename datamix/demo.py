@@ -24,6 +24,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from datamix.errors import InputError
+
 SIZE = 96
 CELL = SIZE // 3
 BACKGROUND = (240, 238, 230)
@@ -357,7 +359,7 @@ def _write_json(path: Path, obj: Any, indent: int | None = None) -> None:
 def write_demo_data(out_dir: Path, *, seed: int = 0, n_images: int = 240) -> dict:
     """Write the demo tree under `out_dir` and return (and save as README.demo.json) its summary."""
     if n_images < 24:
-        raise ValueError(f"n_images must be at least 24 to hold every broken case, got {n_images}")
+        raise InputError(f"--n-images must be at least 24 to hold every broken case, got {n_images}")
     out_dir = Path(out_dir)
     rng = _stream(seed, "layout")
     n_test = max(2, n_images // 40)

@@ -20,7 +20,9 @@ SEPARATOR = "\n"
 
 
 class PromptPolicy(str, Enum):
-    first_turn = "first_turn"  # what the released 665K mix does
+    # What public copies of the released 665K mix show for GQA and OCR-VQA (LLAVA15.md §3.3.1: not
+    # documented for VQAv2); the default.
+    first_turn = "first_turn"
     every_turn = "every_turn"
     none = "none"
 

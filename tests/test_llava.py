@@ -109,8 +109,10 @@ def test_llava_instruct_bare_names_token_at_end_and_repeated_ids(tmp_path):
         assert sample.meta["original_id"] == "000000379143"
 
 
-def test_lcs558k_caption_records(tmp_path):
-    ledger, samples, rejects = convert(tmp_path, LCS, policy=PromptPolicy.none)
+@pytest.mark.parametrize("policy", [PromptPolicy.first_turn, PromptPolicy.every_turn])
+def test_lcs558k_caption_records_never_get_a_format_prompt(tmp_path, policy):
+    # LLaVA's stage 1 never prompted them: the `plain` template discards the human turn anyway.
+    ledger, samples, rejects = convert(tmp_path, LCS, policy=policy)
     assert (ledger.records_out, rejects) == (2, [])
     sample = samples["llava/004539375"]
     assert sample.images == ["00453/004539375.jpg"]
@@ -120,6 +122,7 @@ def test_lcs558k_caption_records(tmp_path):
         ("gpt", "select luxury furniture 3 - inch gel memory foam mattress topper"),
     ]
     assert samples["llava/002239345"].meta["origin"] == "lcs558k"
+    assert "format_prompt" not in sample.meta
 
 
 @pytest.fixture

@@ -73,7 +73,7 @@ class RecordConverter(Converter):
                 if isinstance(sample, str):
                     ledger.reject(original_id(record, index), sample, file=file.name)
                     continue
-                apply_format_prompt(sample, self.options.format_prompt)
+                apply_format_prompt(sample, self.prompt_policy(sample))
                 invalid = validate(sample)
                 if invalid:
                     ledger.reject(sample.meta.get("original_id", index), invalid, file=file.name)
@@ -86,6 +86,10 @@ class RecordConverter(Converter):
                     batch = []
         if batch:
             yield batch
+
+    def prompt_policy(self, sample: Sample) -> PromptPolicy:
+        """The format-prompt policy for one sample; a converter may exempt records the policy must not touch."""
+        return self.options.format_prompt
 
     def _unique(self, sample_id: str) -> str:
         """Repeated original ids (llava_instruct reuses the image id per subset) get `#1`, `#2`, ... in input order."""

@@ -30,6 +30,7 @@ import msgspec
 
 from datamix.converters.base import RecordConverter
 from datamix.converters.turns import Turn, normalize_turns, record_id
+from datamix.prompts import PromptPolicy
 from datamix.schema import IMAGE_TOKEN, Sample
 
 
@@ -64,6 +65,9 @@ RULES: tuple[Rule, ...] = (
     Rule(r"\d{5}/\d+\.jpg\Z", None, 2, "lcs558k", "caption"),  # blip_laion_cc_sbu_558k: <5-digit shard>/<id>.jpg
     Rule(r"GCC_train_\d+\.jpg\Z", None, 2, "cc3m", "caption"),  # LLaVA's CC3M-595K chat.json
 )
+# Stage-1 caption sets never carry a response-format prompt: LLaVA's `plain` template discards the human
+# turn, and their prompt pool already asks for a brief description.
+UNPROMPTED_ORIGINS = frozenset({"lcs558k", "cc3m"})
 # A LLaVA-shaped file from elsewhere is still converted, as a generic conversation.
 FALLBACK = ("other", "conversation")
 
@@ -84,6 +88,11 @@ class Llava(RecordConverter):
     id = "llava"
     description = "LLaVA conversation files (llava_instruct_150k, llava_v1_5_mix665k, blip_laion_cc_sbu_558k)"
     record_type = LlavaRecord
+
+    def prompt_policy(self, sample: Sample) -> PromptPolicy:
+        if sample.meta.get("origin") in UNPROMPTED_ORIGINS:
+            return PromptPolicy.none
+        return self.options.format_prompt
 
     def to_sample(self, record: LlavaRecord, index: int, file: Path) -> Sample | str:
         if not record.conversations:
