@@ -98,7 +98,9 @@ def test_layout_and_summary(demo):
 
 
 def test_n_images_too_small_is_refused(tmp_path):
-    with pytest.raises(ValueError):
+    from datamix.errors import InputError
+
+    with pytest.raises(InputError, match="at least 24"):
         write_demo_data(tmp_path, n_images=5)
 
 
