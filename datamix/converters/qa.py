@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -52,7 +53,7 @@ def _prompted(question: pl.Expr, prompt: str) -> pl.Expr:
 
 
 def _human_turn(policy: PromptPolicy, prompt: str) -> pl.Expr:
-    first = pl.int_range(pl.len()).over("image_key") == 0
+    first = pl.col("_first")
     question = pl.col("question")
     if policy is PromptPolicy.every_turn:
         question = _prompted(question, prompt)
@@ -61,34 +62,59 @@ def _human_turn(policy: PromptPolicy, prompt: str) -> pl.Expr:
     return pl.when(first).then(pl.lit(IMAGE_TOKEN + "\n") + question).otherwise(question)
 
 
+def _strings(series: pl.Series) -> pa.Array:
+    return series.to_arrow().cast(pa.string())
+
+
+def _lists(offsets: np.ndarray, values: pa.Array) -> pa.ListArray:
+    return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), values)
+
+
+def _conversations(df: pl.DataFrame, offsets: np.ndarray) -> pa.ListArray:
+    """Interleave human_i, gpt_i per row into one struct array, cut into one list per image."""
+    n = df.height
+    order = np.empty(2 * n, dtype=np.int64)
+    order[0::2], order[1::2] = np.arange(n), np.arange(n) + n
+    values = pa.concat_arrays([_strings(df["_human"]), _strings(df["answer"])]).take(order)
+    roles = pa.DictionaryArray.from_arrays(np.tile(np.array([0, 1], dtype=np.int8), n), ["human", "gpt"])
+    turns = pa.StructArray.from_arrays([roles.cast(pa.string()), values], names=["from", "value"])
+    return _lists(offsets * 2, turns)
+
+
+def _meta_json(df: pl.DataFrame, offsets: np.ndarray, starts: pl.Series, fields: dict[str, pl.Expr],
+               meta_lists: dict[str, str], meta_first: dict[str, str]) -> pa.Array:
+    columns = {key: _lists(offsets, df[col].to_arrow()) for key, col in meta_lists.items()}
+    columns.update({key: df[col].gather(starts).to_arrow() for key, col in meta_first.items()})
+    exprs = {key: pl.col(key) for key in columns} | fields
+    meta = pl.from_arrow(pa.table(columns)).select(
+        pl.struct(*[expr.alias(key) for key, expr in sorted(exprs.items())]).struct.json_encode())
+    return _strings(meta.to_series())
+
+
 def merge_per_image(df: pl.DataFrame, *, source: str, task: str, policy: PromptPolicy,
                     meta_lists: dict[str, str], meta_first: dict[str, str]) -> pa.Table:
     """Rows sorted by (image, question order) with columns image_key, image_path, question, answer -> table.
 
     `meta_lists` maps a meta key to a column collected per image (one entry per question);
     `meta_first` maps a meta key to a column whose first value per image is kept.
+
+    The rows are already sorted by image, so grouping is a list of offsets: every list column is an
+    Arrow ListArray over the row values (no copy per group), which keeps memory flat at scale.
     """
     prompt = FORMAT_PROMPTS[task]
-    turn = pl.struct(pl.lit("human").alias("from"), _human_turn(policy, prompt).alias("value"))
-    answer = pl.struct(pl.lit("gpt").alias("from"), pl.col("answer").alias("value"))
-    rows = df.with_columns(_turns=pl.concat_list(turn, answer))
-    grouped = rows.group_by("image_key", maintain_order=True).agg(
-        pl.col("image_path").first(),
-        pl.col("_turns").list.explode(keep_nulls=False, empty_as_null=False).alias("conversations"),
-        *[pl.col(col).alias(key) for key, col in meta_lists.items()],
-        *[pl.col(col).first().alias(key) for key, col in meta_first.items()],
-    )
-    meta_fields = {key: pl.col(key) for key in (*meta_lists, *meta_first)}
-    if policy is not PromptPolicy.none:
-        meta_fields["format_prompt"] = pl.lit(prompt)
-        meta_fields["format_prompt_policy"] = pl.lit(policy.value)
-    meta = pl.struct(*[expr.alias(key) for key, expr in sorted(meta_fields.items())]).struct.json_encode()
-    out = grouped.select(
-        id=pl.lit(source + "/") + pl.col("image_key"),
-        source=pl.lit(source),
-        task=pl.lit(task),
-        images=pl.concat_list(pl.col("image_path")),
-        conversations=pl.col("conversations"),
-        meta=meta,
-    )
-    return out.to_arrow().cast(ARROW_SCHEMA)
+    first = (pl.col("image_key") != pl.col("image_key").shift(1)).fill_null(True)
+    df = df.with_columns(_first=first).with_columns(_human=_human_turn(policy, prompt))
+    starts = df["_first"].arg_true()
+    offsets = np.append(starts.to_numpy().astype(np.int64), df.height)
+    n_images = len(starts)
+    extra = {} if policy is PromptPolicy.none else {
+        "format_prompt": pl.lit(prompt), "format_prompt_policy": pl.lit(policy.value)}
+    keys = df["image_key"].gather(starts)
+    return pa.table({
+        "id": _strings((source + "/") + keys),
+        "source": pa.array([source] * n_images, type=pa.string()),
+        "task": pa.array([task] * n_images, type=pa.string()),
+        "images": _lists(np.arange(n_images + 1), _strings(df["image_path"].gather(starts))),
+        "conversations": _conversations(df, offsets),
+        "meta": _meta_json(df, offsets, starts, extra, meta_lists, meta_first),
+    }, schema=ARROW_SCHEMA)

@@ -30,6 +30,16 @@ from datamix.jsonio import decode_any, read_object_table
 from datamix.ledger import Ledger
 
 Q_COLUMNS = {"qid": pl.Utf8, "image_id": pl.Int64, "question": pl.Utf8, "subtype": pl.Utf8, "file": pl.Utf8}
+_ID = pa.int64()
+# What the fast path reads of either file; everything else is skipped by the parser.
+FILE_SCHEMA = pa.schema([
+    ("data_subtype", pa.string()),
+    ("questions", pa.list_(pa.struct([("question_id", _ID), ("image_id", _ID), ("question", pa.string())]))),
+    ("annotations", pa.list_(pa.struct([
+        ("question_id", _ID), ("image_id", _ID), ("multiple_choice_answer", pa.string()),
+        ("answers", pa.list_(pa.struct([("answer", pa.string())]))),
+        ("answer_type", pa.string()), ("question_type", pa.string())]))),
+])
 A_COLUMNS = {"qid": pl.Utf8, "a_image_id": pl.Int64, "consensus": pl.Utf8, "answers": pl.List(pl.Utf8),
              "answer_type": pl.Utf8, "question_type": pl.Utf8, "file": pl.Utf8}
 
@@ -119,11 +129,13 @@ def most_common_answer(answers: pl.Series) -> pl.Series:
 
 def load_vqa_file(path: Path, ledger: Ledger) -> tuple[str, pl.DataFrame]:
     """Read one official file into normalised columns; the fast path keeps answers columnar in Arrow."""
-    table = read_object_table(path)
+    table = read_object_table(path, FILE_SCHEMA)
     if table is not None and table.num_rows == 1:
-        kind = _kind(path, table.column_names)
-        records = pl.from_arrow(table.select([kind])).explode(kind).unnest(kind)
-        subtype = _scalar(table, "data_subtype")
+        kind = _kind(path, [name for name in ("questions", "annotations") if table.column(name).null_count == 0])
+        records = _flatten_records(table.column(kind))
+        subtype = table.column("data_subtype")[0].as_py()
+        del table
+        pa.default_memory_pool().release_unused()  # hand the parse buffer back before the join
     else:
         obj = decode_any(path)
         if not isinstance(obj, dict):
@@ -136,16 +148,22 @@ def load_vqa_file(path: Path, ledger: Ledger) -> tuple[str, pl.DataFrame]:
         list(Q_COLUMNS if kind == "questions" else A_COLUMNS))
 
 
+def _flatten_records(column: pa.ChunkedArray) -> pl.DataFrame:
+    """list<struct> of one row -> one column per field, by Arrow views (no copy); answers -> list<string>."""
+    structs = column.combine_chunks().flatten()
+    fields = {structs.type.field(i).name: structs.field(i) for i in range(structs.type.num_fields)}
+    if "answers" in fields:
+        answers = fields["answers"]
+        fields["answers"] = pa.ListArray.from_arrays(answers.offsets, answers.flatten().field("answer"),
+                                                     mask=answers.is_null())
+    return pl.from_arrow(pa.table(fields))
+
+
 def _kind(path: Path, keys: list[str]) -> str:
     for kind in ("questions", "annotations"):
         if kind in keys:
             return kind
-    raise ConverterError(f"{path}: not a VQAv2 file: expected a top-level 'questions' or 'annotations' list, "
-                         f"found keys {sorted(keys)[:8]}")
-
-
-def _scalar(table: pa.Table, column: str) -> str | None:
-    return table.column(column)[0].as_py() if column in table.column_names else None
+    raise ConverterError(f"{path}: not a VQAv2 file: expected a top-level 'questions' or 'annotations' list")
 
 
 def _records_frame(records: object, ledger: Ledger, path: Path) -> pl.DataFrame:
@@ -159,8 +177,11 @@ def _records_frame(records: object, ledger: Ledger, path: Path) -> pl.DataFrame:
             ledger.reject(f"#{i}", f"malformed_record: expected an object, got {type(rec).__name__}", file=path.name)
             continue
         rows.append({k: _text(v) if k != "answers" else _answers(v) for k, v in rec.items()})
-    return pl.DataFrame(rows, schema_overrides={"answers": pl.List(pl.Struct({"answer": pl.Utf8}))}, strict=False,
-                        infer_schema_length=None)
+    frame = pl.DataFrame(rows, schema_overrides={"answers": pl.List(pl.Struct({"answer": pl.Utf8}))}, strict=False,
+                         infer_schema_length=None)
+    if "answers" in frame.columns:
+        frame = frame.with_columns(pl.col("answers").list.eval(pl.element().struct.field("answer")))
+    return frame
 
 
 def _text(value: object) -> str | None:
@@ -186,7 +207,7 @@ def _questions(records: pl.DataFrame) -> pl.DataFrame:
 
 
 def _annotations(records: pl.DataFrame) -> pl.DataFrame:
-    answers = (pl.col("answers").list.eval(pl.element().struct.field("answer").cast(pl.Utf8, strict=False))
+    answers = (pl.col("answers").cast(pl.List(pl.Utf8), strict=False)
                if "answers" in records.columns else pl.lit(None, dtype=pl.List(pl.Utf8)))
     return records.select(qid=_column(records, "question_id", pl.Utf8),
                           a_image_id=_column(records, "image_id", pl.Int64),
