@@ -76,3 +76,10 @@ def test_converters_lists_every_registered_converter():
     result = runner.invoke(app, ["converters"])
     assert result.exit_code == 0
     assert [line.split()[0] for line in result.output.splitlines()] == list(CONVERTERS)
+
+
+def test_demo_data_refuses_a_non_empty_folder(tmp_path):
+    (tmp_path / "keep.txt").write_text("mine")
+    result = runner.invoke(app, ["demo-data", str(tmp_path)])
+    assert result.exit_code == 1 and "folder is not empty" in result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
