@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from datamix.jsonio import iter_records
 from datamix.ledger import Ledger
+from datamix.progress import progress
 from datamix.prompts import PromptPolicy, apply_format_prompt
 from datamix.schema import Sample, validate
 
@@ -67,7 +68,8 @@ class RecordConverter(Converter):
         self._seen_ids: Counter[str] = Counter()
         batch: list[Sample] = []
         for file in files:
-            for index, record, reason in iter_records(file, self.record_type, self.required_key):
+            records = iter_records(file, self.record_type, self.required_key)
+            for index, record, reason in progress(records, f"{self.id} {file.name}", unit="rec"):
                 ledger.records_in += 1
                 sample = reason or self.to_sample(record, index, file)
                 if isinstance(sample, str):

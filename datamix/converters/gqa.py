@@ -30,6 +30,7 @@ from datamix.converters.qa import blank, merge_per_image, reject_duplicates, rej
 from datamix.errors import ConverterError
 from datamix.jsonio import convert_record, decode_any, decode_typed, read_bytes
 from datamix.ledger import Ledger
+from datamix.progress import progress
 
 
 class Types(msgspec.Struct):
@@ -59,7 +60,7 @@ class GQA(Converter):
     description = "GQA questions (balanced or all, train_all shards included), merged per image"
 
     def convert(self, files: list[Path], ledger: Ledger) -> Iterator[pa.Table]:
-        frames = [load_gqa_file(path, ledger) for path in files]
+        frames = [load_gqa_file(path, ledger) for path in progress(files, "gqa: parsing", unit="file")]
         rows = pl.concat(frames) if frames else pl.DataFrame(schema=COLUMNS)
         ledger.records_in += rows.height
         rows = reject_duplicates(rows, ledger, id_column="qid", what="question")

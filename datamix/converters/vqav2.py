@@ -28,6 +28,7 @@ from datamix.converters.qa import blank, merge_per_image, reject_duplicates, rej
 from datamix.errors import ConverterError
 from datamix.jsonio import decode_any, read_object_table
 from datamix.ledger import Ledger
+from datamix.progress import progress
 
 Q_COLUMNS = {"qid": pl.Utf8, "image_id": pl.Int64, "question": pl.Utf8, "subtype": pl.Utf8, "file": pl.Utf8}
 _ID = pa.int64()
@@ -50,7 +51,7 @@ class VQAv2(Converter):
 
     def convert(self, files: list[Path], ledger: Ledger) -> Iterator[pa.Table]:
         questions, annotations = [], []
-        for path in files:
+        for path in progress(files, "vqav2: parsing", unit="file"):
             kind, frame = load_vqa_file(path, ledger)
             (questions if kind == "questions" else annotations).append(frame)
         if not questions:
