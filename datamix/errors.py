@@ -15,3 +15,11 @@ class ConverterError(DatamixError):
 
 class InputError(DatamixError):
     """A path given on the command line or in a recipe does not exist or matches nothing."""
+
+
+class RecipeError(DatamixError):
+    """A recipe is invalid; the message names the recipe file, the source and the fix."""
+
+
+class BuildError(DatamixError):
+    """A build cannot finish: a source over its error budget, too few usable samples, planned sources."""

@@ -59,4 +59,5 @@ def main() -> None:
 
 
 from datamix.cli import convert as _convert  # noqa: E402,F401  (registers its commands)
+from datamix.cli import build as _build  # noqa: E402,F401
 from datamix.cli import demo as _demo  # noqa: E402,F401

@@ -1,0 +1,181 @@
+"""`datamix build RECIPE --out DIR`: a recipe becomes a mix a researcher can trust.
+
+1. prepare: convert each source once (cached by input hashes)      -> build/prepare.py
+2. pick: exact, nested, seeded selection; images verified in rank order -> build/pick.py
+3. shuffle + route: seeded global shuffle into position buckets     -> build/write.py
+4. shards: WebDataset tars, written under .tmp and renamed, journaled -> shards.py
+5. record: rejects.jsonl, stats.json, then manifest.json LAST      -> build/record.py
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from datamix.build.pick import Picked, pick_source
+from datamix.build.prepare import PreparedSource, conversion_budget_problem, prepare_in_worker, prepare_source
+from datamix.build.record import write_records
+from datamix.build.workers import mapper
+from datamix.build.write import SourceStats, route_to_buckets, shuffle_positions, stats_from_shard, write_shards
+from datamix.errors import BuildError
+from datamix.recipe import Recipe, SourceSpec, load_recipe
+from datamix.selection import Target, targets
+from datamix.shards import ShardWriter, completed_shards
+
+__all__ = ["build", "plan"]
+
+
+def active_sources(recipe: Recipe, skip_planned: bool) -> list[SourceSpec]:
+    planned = [s for s in recipe.sources if s.planned]
+    if planned and not skip_planned:
+        names = ", ".join(f"{s.name} (converter {s.converter!r} not written yet)" for s in planned)
+        raise BuildError(f"{recipe.path.name}: cannot build yet: {names}; "
+                         "pass --skip-planned to build the other sources")
+    return [s for s in recipe.sources if not s.planned]
+
+
+def resolve_targets(sources: list[PreparedSource]) -> list[Target]:
+    available = [pq.read_metadata(s.parquet).num_rows for s in sources]
+    result = targets([(s.spec.amount.kind, s.spec.amount.value) for s in sources], available)
+    for source, target, n in zip(sources, result, available):
+        if source.spec.amount.kind == "count" and target.extra > n:
+            raise BuildError(f"source {source.name!r}: count {target.extra:,} but only {n:,} samples are available; "
+                             "lower the count, or use repeat to oversample")
+    return result
+
+
+def check_budgets(recipe: Recipe, prepared: list[PreparedSource], picks: list[Picked]) -> None:
+    problems = [conversion_budget_problem(p, recipe.budget(p.spec)) for p in prepared]
+    for source, picked in zip(prepared, picks):
+        budget = recipe.budget(source.spec)
+        if picked.examined and len(picked.rejects) / picked.examined > budget:
+            tally: dict[str, int] = {}
+            for r in picked.rejects:
+                tally[r["reason"].split(":")[0]] = tally.get(r["reason"].split(":")[0], 0) + 1
+            reasons = ", ".join(f"{k} {v}" for k, v in sorted(tally.items(), key=lambda kv: -kv[1]))
+            problems.append(f"source {source.name!r}: {len(picked.rejects)} of {picked.examined} checked samples "
+                            f"have unusable images ({len(picked.rejects) / picked.examined:.1%} > budget "
+                            f"{budget:.1%}): {reasons}")
+    problems = [p for p in problems if p]
+    if problems:
+        raise BuildError("over the error budget (max_reject_ratio):\n  " + "\n  ".join(problems))
+
+
+def build_key(recipe: Recipe, prepared: list[PreparedSource]) -> str:
+    """What the shards depend on; a journal written under another key is never resumed."""
+    from datamix import __version__
+
+    payload = {"recipe": recipe.to_dict(), "inputs": [p.inputs for p in prepared], "version": __version__}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def prepare_all(recipe: Recipe, sources: list[SourceSpec], work: Path, workers: int) -> list[PreparedSource]:
+    with mapper(min(workers, len(sources))) as pool:
+        return list(pool.imap(prepare_in_worker, [(recipe, s, work) for s in sources], chunksize=1))
+
+
+def build(recipe_path: str | Path, out: str | Path, *, workers: int = 1, skip_planned: bool = False,
+          echo=print) -> dict:
+    recipe = load_recipe(recipe_path)
+    sources = active_sources(recipe, skip_planned)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "manifest.json").unlink(missing_ok=True)  # its presence means "finished": not until we are
+    work = out / ".work"
+    echo(f"[1/4] converting {len(sources)} source(s)")
+    prepared = prepare_all(recipe, sources, work, workers)
+    chosen = resolve_targets(prepared)
+    with mapper(workers) as pool:
+        echo("[2/4] selecting and verifying images")
+        picks = [pick_source(p.name, p.parquet, t, seed=recipe.seed, image_root=p.spec.image_root,
+                             max_pixels=recipe.max_image_pixels, pool=pool) for p, t in zip(prepared, chosen)]
+        check_budgets(recipe, prepared, picks)
+        echo("[3/4] shuffling")
+        digests, total = _route(recipe, prepared, picks, work)
+        echo(f"[4/4] writing {total:,} samples into shards")
+        shards, stats = _write(recipe, prepared, out, work, build_key(recipe, prepared), total, pool)
+    manifest = write_records(out, recipe, prepared, picks, shards, stats, digests, total)
+    shutil.rmtree(work / "buckets", ignore_errors=True)
+    (work / "journal.jsonl").unlink(missing_ok=True)
+    return manifest
+
+
+def _route(recipe: Recipe, prepared: list[PreparedSource], picks: list[Picked], work: Path):
+    bucket_dir = work / "buckets"
+    shutil.rmtree(bucket_dir, ignore_errors=True)
+    bucket_dir.mkdir(parents=True)
+    counts = [len(p.items()[0]) for p in picks]
+    positions = shuffle_positions(recipe.seed, sum(counts))
+    buckets: dict[int, object] = {}
+    digests, start = {}, 0
+    try:
+        for source, picked, n in zip(prepared, picks, counts):
+            digests[source.name] = route_to_buckets(picked, source.parquet, positions[start:start + n],
+                                                    source.spec.format_prompt, buckets, bucket_dir)
+            start += n
+    finally:
+        for f in buckets.values():
+            f.close()
+    return digests, sum(counts)
+
+
+def _write(recipe: Recipe, prepared: list[PreparedSource], out: Path, work: Path, key: str, total: int, pool):
+    journal, key_file = work / "journal.jsonl", work / "build.key"
+    if not key_file.exists() or key_file.read_text() != key:
+        journal.unlink(missing_ok=True)
+        key_file.write_text(key)
+    done = completed_shards(out, journal)
+    _remove_stale_shards(out, recipe.name, keep={r.name for r in done})
+    journal.write_text("".join(json.dumps(r.__dict__) + "\n" for r in done))
+    stats: dict[str, SourceStats] = {p.name: SourceStats() for p in prepared}
+    for record in done:
+        stats_from_shard(out / record.name, stats)
+    resume_at = sum(r.samples for r in done)
+    writer = ShardWriter(out, recipe.name, max_samples=recipe.shards.max_samples, max_bytes=recipe.shards.max_bytes,
+                         journal=journal, start_index=len(done), start_position=resume_at)
+    roots = {p.name: None if p.spec.image_root is None else str(p.spec.image_root) for p in prepared}
+    write_shards(work / "buckets", writer, roots, recipe.max_image_pixels, pool, stats,
+                 key_width=max(6, len(str(max(total - 1, 0)))), skip_before=resume_at)
+    return done + writer.close(), stats
+
+
+def _remove_stale_shards(out: Path, name: str, keep: set[str]) -> None:
+    for path in out.glob(f"{name}-*.tar*"):
+        if path.name not in keep:
+            path.unlink()
+
+
+def plan(recipe_path: str | Path, *, skip_planned: bool = False) -> list[dict]:
+    """`--dry-run`: per-source available and selected counts and expected bytes; writes nothing."""
+    import tempfile
+
+    recipe = load_recipe(recipe_path)
+    sources = active_sources(recipe, skip_planned)
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = [prepare_source(recipe, s, Path(tmp)) for s in sources]
+        chosen = resolve_targets(prepared)
+        return [_plan_row(p, t) for p, t in zip(prepared, chosen)]
+
+
+def _plan_row(source: PreparedSource, target: Target) -> dict:
+    meta = pq.read_metadata(source.parquet)
+    n = meta.num_rows
+    text_bytes = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)) / max(n, 1)
+    image_bytes = _mean_image_bytes(source)
+    selected = target.total(n)
+    return {"source": source.name, "available": n, "selected": selected,
+            "rejected_in_conversion": source.conversion.get("rejected", 0),
+            "expected_bytes": int(selected * (text_bytes + image_bytes + 1024))}  # + tar headers
+
+
+def _mean_image_bytes(source: PreparedSource, sample: int = 200) -> float:
+    if source.spec.image_root is None:
+        return 0.0
+    images = pq.read_table(source.parquet, columns=["images"]).column("images").to_pylist()[:sample]
+    sizes = [(source.spec.image_root / p).stat().st_size for paths in images for p in paths
+             if (source.spec.image_root / p).is_file()]
+    return sum(sizes) / len(sizes) if sizes else 0.0

@@ -1,0 +1,110 @@
+"""Step 2 of a build: per source, the first k samples in seeded rank order whose images verify.
+
+Images are checked in rank order, in batches, until the target is met, so a broken image is replaced
+by the next ranked sample: the count stays exact and the subsets stay nested (the usable samples of a
+source do not depend on the ratio). Only per-row codes are kept (numpy arrays), never the images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from datamix.build.workers import Mapper
+from datamix.images import verify_image
+from datamix.selection import Target, rank_key
+
+# Per-row image codes kept between the passes (int8): what the shard writer must do with the row's images.
+UNCHECKED, TEXT_ONLY, COPY, REVERIFY = -1, 0, 1, 2  # REVERIFY: re-encoded or several images: verify again
+EXTENSIONS = ("jpg", "png", "webp")
+BATCH = 512
+
+
+@dataclass
+class Picked:
+    name: str
+    available: int
+    target: Target
+    rows: np.ndarray  # distinct selected rows, rank order
+    codes: np.ndarray  # int8 per row of the source (see above), ext index in `exts`
+    exts: np.ndarray  # int8 per row: index into EXTENSIONS for COPY rows
+    rejects: list[dict] = field(default_factory=list)
+    examined: int = 0
+
+    @property
+    def requested(self) -> int:
+        return self.target.total(self.available)
+
+    def items(self) -> tuple[np.ndarray, np.ndarray]:
+        """(row, copy) of every sample this source writes: whole copies first, then the ranked extra."""
+        copies = self.target.copies
+        extra = self.rows[: self.target.extra]
+        rows = np.concatenate([np.tile(self.rows, copies), extra]).astype(np.int64)
+        copy = np.concatenate([np.repeat(np.arange(copies), len(self.rows)), np.full(len(extra), copies)])
+        return rows, copy.astype(np.int64)
+
+
+def ranked_rows(seed: int, source: str, ids: list[str]) -> np.ndarray:
+    keys = np.fromiter((rank_key(seed, source, i) for i in ids), dtype=np.uint64, count=len(ids))
+    order = np.argsort(keys, kind="stable")
+    if _has_ties(keys[order]):
+        # A 64-bit collision: break the tie by id so input order can never matter.
+        order = np.lexsort((np.asarray(ids, dtype=str), keys))
+    return order
+
+
+def _has_ties(sorted_keys: np.ndarray) -> bool:
+    return bool(np.any(sorted_keys[1:] == sorted_keys[:-1]))
+
+
+def check_row(args: tuple[str | None, list[str], int]) -> tuple[int, int] | str:
+    """Worker: (code, ext index) for a row's images, or the first reason one is unusable."""
+    root, images, max_pixels = args
+    if not images:
+        return TEXT_ONLY, 0
+    if root is None:
+        return "no_image_root: the source has images but the recipe gives no image_root"
+    verdicts = [verify_image(root, rel, max_pixels) for rel in images]
+    for rel, verdict in zip(images, verdicts):
+        if isinstance(verdict, str):
+            return verdict
+    if len(verdicts) == 1 and verdicts[0].reencoded is None:
+        return COPY, EXTENSIONS.index(verdicts[0].ext)
+    return REVERIFY, 0
+
+
+def pick_source(name: str, parquet: Path, target: Target, *, seed: int, image_root: Path | None,
+                max_pixels: int, pool: Mapper) -> Picked:
+    table = pq.read_table(parquet, columns=["id", "images"])
+    ids = table.column("id").to_pylist()
+    order = ranked_rows(seed, name, ids)
+    n = len(ids)
+    need = target.distinct(n)
+    codes = np.full(n, UNCHECKED, dtype=np.int8)
+    exts = np.zeros(n, dtype=np.int8)
+    picked = Picked(name, n, target, np.empty(0, dtype=np.int64), codes, exts)
+    chosen: list[np.ndarray] = []
+    got, cursor = 0, 0
+    images = table.column("images")
+    root = None if image_root is None else str(image_root)
+    while got < need and cursor < n:
+        batch = order[cursor: cursor + max(need - got, BATCH)]
+        cursor += len(batch)
+        jobs = ((root, images[int(r)].as_py(), max_pixels) for r in batch)
+        good = []
+        for row, verdict in zip(batch, pool.imap(check_row, jobs)):
+            if got == need:
+                break  # the rest of the batch was checked ahead of need; it is neither used nor reported
+            picked.examined += 1
+            if isinstance(verdict, str):
+                picked.rejects.append({"source": name, "id": ids[row], "stage": "images", "reason": verdict})
+            else:
+                codes[row], exts[row] = verdict
+                good.append(row)
+                got += 1
+        chosen.append(np.asarray(good, dtype=np.int64))
+    picked.rows = np.concatenate(chosen) if chosen else np.empty(0, dtype=np.int64)
+    return picked

@@ -1,0 +1,87 @@
+"""Step 1 of a build: every recipe source as one normalized Parquet file, converted once and cached.
+
+A converted source is cached under `<out>/.work/convert/<source>/` with a key made of the converter,
+its options, the prompt policy, the datamix version and the size and sha256 of every input file, so a
+rerun (or a resumed build) reuses it and a changed input is converted again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datamix import __version__
+from datamix.convert import rejects_path, run_conversion
+from datamix.converters import ConvertOptions
+from datamix.ledger import Ledger
+from datamix.recipe import Recipe, SourceSpec
+from datamix.shards import sha256_file
+
+
+@dataclass
+class PreparedSource:
+    spec: SourceSpec
+    parquet: Path
+    inputs: list[dict]  # {path, bytes, sha256}: recorded in the manifest
+    conversion: dict = field(default_factory=dict)  # the ledger summary: records in/out, rejected by reason
+    rejects: list[dict] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def describe_inputs(paths: list[Path], base: Path) -> list[dict]:
+    return [{"path": os.path.relpath(p, base).replace(os.sep, "/"), "bytes": p.stat().st_size,
+             "sha256": sha256_file(p)} for p in paths]
+
+
+def convert_options(spec: SourceSpec) -> ConvertOptions:
+    return ConvertOptions(format_prompt=spec.format_prompt, **dict(spec.options))
+
+
+def cache_key(spec: SourceSpec, inputs: list[dict]) -> str:
+    payload = {"converter": spec.converter, "options": dict(spec.options), "format_prompt": spec.format_prompt.value,
+               "version": __version__, "inputs": [(Path(i["path"]).name, i["bytes"], i["sha256"]) for i in inputs]}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def prepare_source(recipe: Recipe, spec: SourceSpec, work: Path) -> PreparedSource:
+    """Convert (or reuse) one source; `work` is the build's `.work` folder."""
+    base = recipe.path.parent
+    if spec.parquet is not None:
+        return PreparedSource(spec, spec.parquet, describe_inputs([spec.parquet], base),
+                              conversion={"source": spec.name, "parquet": True})
+    inputs = describe_inputs(list(spec.inputs), base)
+    folder = work / "convert" / spec.name
+    key = cache_key(spec, inputs)
+    parquet, summary_path = folder / "converted.parquet", folder / "summary.json"
+    if not (summary_path.exists() and json.loads(summary_path.read_text())["key"] == key and parquet.exists()):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        ledger = run_conversion(spec.converter, spec.inputs, parquet, convert_options(spec))
+        summary_path.write_text(json.dumps({"key": key, "ledger": ledger.summary()}, sort_keys=True))
+    rejects = [json.loads(line) for line in rejects_path(parquet).read_text(encoding="utf-8").splitlines()]
+    summary = json.loads(summary_path.read_text())["ledger"]
+    return PreparedSource(spec, parquet, inputs, conversion=summary, rejects=rejects)
+
+
+def prepare_in_worker(args: tuple[Recipe, SourceSpec, Path]) -> PreparedSource:
+    return prepare_source(*args)
+
+
+def conversion_budget_problem(source: PreparedSource, budget: float) -> str | None:
+    """A reason to fail the build if the conversion rejected more than the source's error budget."""
+    records_in, rejected = source.conversion.get("records_in", 0), source.conversion.get("rejected", 0)
+    if records_in and rejected / records_in > budget:
+        tally = ", ".join(f"{reason} {n}" for reason, n in source.conversion["rejected_by_reason"].items())
+        return (f"source {source.name!r}: conversion rejected {rejected} of {records_in} records "
+                f"({rejected / records_in:.1%} > budget {budget:.1%}): {tally}")
+    return None
+
+
+__all__ = ["PreparedSource", "prepare_source", "Ledger"]

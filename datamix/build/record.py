@@ -1,0 +1,83 @@
+"""Step 5 of a build: the record of what the mix is. `manifest.json` is written last, atomically."""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+from datamix import __version__
+from datamix.build.pick import Picked
+from datamix.build.prepare import PreparedSource
+from datamix.build.write import SourceStats
+from datamix.recipe import Recipe
+from datamix.shards import ShardRecord
+
+MANIFEST_FORMAT = "datamix-manifest/1"
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def tally(rejects: list[dict]) -> dict[str, int]:
+    counts = Counter(r["reason"].split(":", 1)[0] for r in rejects)
+    return dict(sorted(counts.items()))
+
+
+def source_counts(source: PreparedSource, picked: Picked, stats: SourceStats) -> dict:
+    return {
+        "available": picked.available,
+        "requested": picked.requested,
+        "selected": len(picked.rows),
+        "written": stats.samples,
+        "shortfall": picked.requested - stats.samples,
+        "images_checked": picked.examined,
+        "rejected": {"convert": tally(source.rejects), "images": tally(picked.rejects)},
+        "records_in": source.conversion.get("records_in"),
+    }
+
+
+def write_rejects(out: Path, prepared: list[PreparedSource], picks: list[Picked]) -> None:
+    tmp = out / "rejects.jsonl.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for source, picked in zip(prepared, picks):
+            for entry in source.rejects:
+                f.write(json.dumps(entry | {"source": source.name, "converter": entry["source"]},
+                                   sort_keys=True, ensure_ascii=False) + "\n")
+            for entry in picked.rejects:
+                f.write(json.dumps(entry, sort_keys=True, ensure_ascii=False) + "\n")
+    tmp.replace(out / "rejects.jsonl")
+
+
+def write_records(out: Path, recipe: Recipe, prepared: list[PreparedSource], picks: list[Picked],
+                  shards: list[ShardRecord], stats: dict[str, SourceStats], digests: dict[str, str],
+                  total: int) -> dict:
+    write_rejects(out, prepared, picks)
+    per_source = {p.name: source_counts(p, k, stats[p.name]) | stats[p.name].to_dict()
+                  for p, k in zip(prepared, picks)}
+    for counts in per_source.values():
+        counts["share"] = round(counts["samples"] / total, 6) if total else 0.0
+    write_json(out / "stats.json", {"mix": recipe.name, "samples": total, "sources": per_source})
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "name": recipe.name,
+        "seed": recipe.seed,
+        "datamix_version": __version__,
+        "python": platform.python_version(),
+        "recipe": recipe.to_dict(),
+        "inputs": {p.name: p.inputs for p in prepared},
+        "sources": {p.name: {k: per_source[p.name][k] for k in ("available", "requested", "selected", "written")}
+                    | {"rejected": sum(per_source[p.name]["rejected"]["convert"].values())
+                       + sum(per_source[p.name]["rejected"]["images"].values()),
+                       "selected_ids_sha256": digests[p.name]} for p in prepared},
+        "samples": total,
+        "bytes": sum(s.bytes for s in shards),
+        "shards": [asdict(s) for s in shards],
+    }
+    write_json(out / "manifest.json", manifest)
+    return manifest

@@ -1,0 +1,173 @@
+"""Steps 3-4 of a build: the seeded global shuffle, then the shards, with memory that stays flat.
+
+The shuffle gives every selected sample its position in the mix. Samples are then routed, source by
+source, into bucket files of consecutive positions (an external shuffle: nothing holds the whole mix),
+and each bucket is sorted and written in order, images read (or re-encoded) in parallel, in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from datamix.build.pick import COPY, EXTENSIONS, REVERIFY, Picked
+from datamix.build.workers import Mapper
+from datamix.images import resolve_image, verify_image
+from datamix.prompts import PromptPolicy, apply_format_prompt
+from datamix.schema import Sample
+from datamix.shards import ShardWriter
+from datamix.table import table_to_samples
+
+BUCKET = 8192  # positions per bucket file
+
+
+@dataclass
+class SourceStats:
+    samples: int = 0
+    turns: int = 0
+    images: int = 0
+    text_only: int = 0
+    image_bytes: int = 0
+    reencoded: Counter = field(default_factory=Counter)
+
+    def to_dict(self) -> dict:
+        return {"samples": self.samples, "turns": self.turns, "images": self.images, "text_only": self.text_only,
+                "image_bytes": self.image_bytes, "reencoded": dict(sorted(self.reencoded.items()))}
+
+
+def shuffle_positions(seed: int, total: int) -> np.ndarray:
+    """positions[i] = place in the mix of the i-th selected sample (sources in recipe order, rank order)."""
+    return np.random.default_rng(seed).permutation(total)
+
+
+def mix_id(sample_id: str, converter_prefix: str, source_name: str, copy: int) -> str:
+    """`<source name>/<original id>`, and `@k` for the k-th repeated copy, so ids stay unique in the mix."""
+    rest = sample_id.split("/", 1)[1] if sample_id.startswith(converter_prefix + "/") else sample_id
+    return f"{source_name}/{rest}" + (f"@{copy}" if copy else "")
+
+
+def route_to_buckets(picked: Picked, parquet: Path, positions: np.ndarray, policy: PromptPolicy,
+                     buckets: dict[int, object], bucket_dir: Path) -> str:
+    """Write this source's selected samples (with their copies) as JSON lines into position buckets.
+
+    Returns the sha256 of the selected mix ids (in row order), the manifest's digest of the selection.
+    """
+    digest = hashlib.sha256()
+    rows, copies = picked.items()
+    order = np.argsort(rows, kind="stable")
+    rows, copies, positions = rows[order], copies[order], positions[order]
+    file = pq.ParquetFile(parquet)
+    offset = 0
+    for batch in file.iter_batches(batch_size=4096):
+        lo, hi = np.searchsorted(rows, [offset, offset + batch.num_rows])
+        if hi > lo:
+            wanted = sorted(set((rows[lo:hi] - offset).tolist()))
+            samples = dict(zip(wanted, table_to_samples(pa.Table.from_batches([batch.take(wanted)]))))
+            for row, copy, position in zip(rows[lo:hi], copies[lo:hi], positions[lo:hi]):
+                sample = samples[int(row) - offset]
+                line, mixed_id = _bucket_line(sample, picked, int(row), int(copy), int(position), policy)
+                digest.update(mixed_id.encode() + b"\n")
+                _bucket_file(buckets, bucket_dir, int(position) // BUCKET).write(line)
+        offset += batch.num_rows
+    return digest.hexdigest()
+
+
+def _bucket_file(buckets: dict[int, object], folder: Path, index: int):
+    if index not in buckets:
+        buckets[index] = open(folder / f"{index:06d}.jsonl", "w", encoding="utf-8")
+    return buckets[index]
+
+
+def _bucket_line(sample: Sample, picked: Picked, row: int, copy: int, position: int,
+                 policy: PromptPolicy) -> tuple[str, str]:
+    converter = sample.source
+    sample = Sample.from_dict(sample.to_dict())  # copies of one row must not share mutable turns
+    apply_format_prompt(sample, policy)  # idempotent: already applied when the source was converted
+    sample.meta["converter"] = converter
+    if copy:
+        sample.meta["repeat_copy"] = copy
+    row_dict = sample.to_dict() | {"id": mix_id(sample.id, converter, picked.name, copy), "source": picked.name}
+    code, ext = int(picked.codes[row]), EXTENSIONS[int(picked.exts[row])]
+    line = json.dumps({"p": position, "code": code, "ext": ext, "row": row_dict}, ensure_ascii=False) + "\n"
+    return line, row_dict["id"]
+
+
+def load_member_images(args: tuple[str | None, dict, int, int]) -> list[tuple[str, bytes, str | None]] | str:
+    """Worker: (extension, bytes, re-encode note) per image of a sample, as verified in the pick step."""
+    root, entry, max_pixels, _ = args
+    images = entry["row"]["images"]
+    if entry["code"] == COPY:
+        path = resolve_image(Path(root), images[0])
+        return [(entry["ext"], Path(path).read_bytes(), None)]
+    if entry["code"] == REVERIFY:
+        out = []
+        for rel in images:
+            verdict = verify_image(root, rel, max_pixels)
+            if isinstance(verdict, str):
+                return f"image changed during the build: {verdict}"
+            out.append((verdict.ext, verdict.data, verdict.reencoded))
+        return out
+    return []
+
+
+def write_shards(bucket_dir: Path, writer: ShardWriter, roots: dict[str, str | None], max_pixels: int,
+                 pool: Mapper, stats: dict[str, SourceStats], key_width: int, skip_before: int) -> None:
+    for bucket in sorted(bucket_dir.glob("*.jsonl")):
+        entries = [json.loads(line) for line in bucket.read_text(encoding="utf-8").splitlines()]
+        entries = sorted((e for e in entries if e["p"] >= skip_before), key=lambda e: e["p"])
+        jobs = ((roots[e["row"]["source"]], e, max_pixels, 0) for e in entries)
+        for entry, images in zip(entries, pool.imap(load_member_images, jobs, chunksize=16)):
+            if isinstance(images, str):
+                raise RuntimeError(f"{entry['row']['id']}: {images}")
+            writer.write(_member_dict(entry, images, key_width))
+            _count(stats.setdefault(entry["row"]["source"], SourceStats()), entry["row"],
+                   [len(data) for _, data, _ in images], [note for _, _, note in images])
+
+
+def _member_dict(entry: dict, images: list[tuple[str, bytes, str | None]], key_width: int) -> dict:
+    row = entry["row"]
+    suffixes = [ext if len(images) == 1 else f"{i}.{ext}" for i, (ext, _, _) in enumerate(images)]
+    notes = [note for _, _, note in images]
+    if any(notes):
+        row["meta"]["reencoded"] = notes
+    row["image_members"] = suffixes
+    sample = {"__key__": f"{entry['p']:0{key_width}d}",
+              "json": json.dumps(row, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()}
+    for suffix, (_, data, _) in zip(suffixes, images):
+        sample[suffix] = data
+    return sample
+
+
+def _count(stats: SourceStats, row: dict, sizes: list[int], notes: list[str | None]) -> None:
+    stats.samples += 1
+    stats.turns += sum(1 for t in row["conversations"] if t["from"] == "human")
+    stats.images += len(sizes)
+    stats.text_only += not sizes
+    stats.image_bytes += sum(sizes)
+    stats.reencoded.update(note for note in notes if note)
+
+
+def stats_from_shard(path: Path, stats: dict[str, SourceStats]) -> None:
+    """Count an already written shard (a resumed build) exactly as if its samples had just been written."""
+    import tarfile
+
+    with tarfile.open(path) as tar:
+        sizes: dict[str, dict[str, int]] = {}
+        rows: dict[str, dict] = {}
+        for member in tar:
+            key, suffix = member.name.split(".", 1)
+            if suffix == "json":
+                rows[key] = json.loads(tar.extractfile(member).read())
+            else:
+                sizes.setdefault(key, {})[suffix] = member.size
+    for key, row in rows.items():
+        notes = row["meta"].get("reencoded") or [None] * len(row["image_members"])
+        _count(stats.setdefault(row["source"], SourceStats()), row,
+               [sizes[key][suffix] for suffix in row["image_members"]], notes)
