@@ -20,7 +20,7 @@ from datamix.build.pick import Picked, pick_source
 from datamix.build.prepare import PreparedSource, conversion_budget_problem, prepare_in_worker, prepare_source
 from datamix.build.record import write_records
 from datamix.build.workers import mapper
-from datamix.build.write import SourceStats, route_to_buckets, shuffle_positions, stats_from_shard, write_shards
+from datamix.build.write import MixTally, route_to_buckets, shuffle_positions, tally_shard, write_shards
 from datamix.errors import BuildError
 from datamix.recipe import Recipe, SourceSpec, load_recipe
 from datamix.selection import Target, targets
@@ -131,16 +131,16 @@ def _write(recipe: Recipe, prepared: list[PreparedSource], out: Path, work: Path
     done = completed_shards(out, journal)
     _remove_stale_shards(out, recipe.name, keep={r.name for r in done})
     journal.write_text("".join(json.dumps(r.__dict__) + "\n" for r in done))
-    stats: dict[str, SourceStats] = {p.name: SourceStats() for p in prepared}
+    tally = MixTally([p.name for p in prepared], out / "index.parquet")
     for record in done:
-        stats_from_shard(out / record.name, stats)
+        tally_shard(out / record.name, tally)
     resume_at = sum(r.samples for r in done)
     writer = ShardWriter(out, recipe.name, max_samples=recipe.shards.max_samples, max_bytes=recipe.shards.max_bytes,
                          journal=journal, start_index=len(done), start_position=resume_at)
     roots = {p.name: None if p.spec.image_root is None else str(p.spec.image_root) for p in prepared}
-    write_shards(work / "buckets", writer, roots, recipe.max_image_pixels, pool, stats,
+    write_shards(work / "buckets", writer, roots, recipe.max_image_pixels, pool, tally,
                  key_width=max(6, len(str(max(total - 1, 0)))), skip_before=resume_at)
-    return done + writer.close(), stats
+    return done + writer.close(), tally.close()
 
 
 def _remove_stale_shards(out: Path, name: str, keep: set[str]) -> None:

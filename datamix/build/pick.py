@@ -100,7 +100,8 @@ def pick_source(name: str, parquet: Path, target: Target, *, seed: int, image_ro
                 break  # the rest of the batch was checked ahead of need; it is neither used nor reported
             picked.examined += 1
             if isinstance(verdict, str):
-                picked.rejects.append({"source": name, "id": ids[row], "stage": "images", "reason": verdict})
+                mixed_id = f"{name}/{ids[row].split('/', 1)[-1]}"  # the id the sample would have had in the mix
+                picked.rejects.append({"source": name, "id": mixed_id, "stage": "images", "reason": verdict})
             else:
                 codes[row], exts[row] = verdict
                 good.append(row)

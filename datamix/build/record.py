@@ -13,7 +13,7 @@ from datamix.build.pick import Picked
 from datamix.build.prepare import PreparedSource
 from datamix.build.write import SourceStats
 from datamix.recipe import Recipe
-from datamix.shards import ShardRecord
+from datamix.shards import ShardRecord, sha256_file
 
 MANIFEST_FORMAT = "datamix-manifest/1"
 
@@ -78,6 +78,7 @@ def write_records(out: Path, recipe: Recipe, prepared: list[PreparedSource], pic
         "samples": total,
         "bytes": sum(s.bytes for s in shards),
         "shards": [asdict(s) for s in shards],
+        "index": {"file": "index.parquet", "sha256": sha256_file(out / "index.parquet")},
     }
     write_json(out / "manifest.json", manifest)
     return manifest

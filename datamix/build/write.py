@@ -42,6 +42,47 @@ class SourceStats:
                 "image_bytes": self.image_bytes, "reencoded": dict(sorted(self.reencoded.items()))}
 
 
+INDEX_SCHEMA = pa.schema([("key", pa.string()), ("id", pa.string()), ("source", pa.string()), ("task", pa.string()),
+                          ("shard", pa.string()), ("images", pa.int32()), ("turns", pa.int32())])
+
+
+class MixTally:
+    """Per-source stats plus `index.parquet` (one row per sample, in mix order), fed as samples are written."""
+
+    def __init__(self, sources: list[str], index_path: Path):
+        self.stats = {name: SourceStats() for name in sources}
+        self._tmp = index_path.with_name(index_path.name + ".tmp")
+        self._path = index_path
+        self._writer = pq.ParquetWriter(self._tmp, INDEX_SCHEMA, compression="zstd")
+        self._rows: dict[str, list] = {name: [] for name in INDEX_SCHEMA.names}
+
+    def add(self, key: str, shard: str, row: dict, sizes: list[int], notes: list[str | None]) -> None:
+        stats = self.stats[row["source"]]
+        turns = sum(1 for t in row["conversations"] if t["from"] == "human")
+        stats.samples += 1
+        stats.turns += turns
+        stats.images += len(sizes)
+        stats.text_only += not sizes
+        stats.image_bytes += sum(sizes)
+        stats.reencoded.update(note for note in notes if note)
+        for name, value in zip(INDEX_SCHEMA.names,
+                               (key, row["id"], row["source"], row["task"], shard, len(sizes), turns)):
+            self._rows[name].append(value)
+        if len(self._rows["key"]) >= BUCKET:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._rows["key"]:
+            self._writer.write_table(pa.table(self._rows, schema=INDEX_SCHEMA))
+            self._rows = {name: [] for name in INDEX_SCHEMA.names}
+
+    def close(self) -> dict[str, SourceStats]:
+        self._flush()
+        self._writer.close()
+        self._tmp.replace(self._path)
+        return self.stats
+
+
 def shuffle_positions(seed: int, total: int) -> np.ndarray:
     """positions[i] = place in the mix of the i-th selected sample (sources in recipe order, rank order)."""
     return np.random.default_rng(seed).permutation(total)
@@ -118,7 +159,7 @@ def load_member_images(args: tuple[str | None, dict, int, int]) -> list[tuple[st
 
 
 def write_shards(bucket_dir: Path, writer: ShardWriter, roots: dict[str, str | None], max_pixels: int,
-                 pool: Mapper, stats: dict[str, SourceStats], key_width: int, skip_before: int) -> None:
+                 pool: Mapper, tally: MixTally, key_width: int, skip_before: int) -> None:
     for bucket in sorted(bucket_dir.glob("*.jsonl")):
         entries = [json.loads(line) for line in bucket.read_text(encoding="utf-8").splitlines()]
         entries = sorted((e for e in entries if e["p"] >= skip_before), key=lambda e: e["p"])
@@ -126,9 +167,10 @@ def write_shards(bucket_dir: Path, writer: ShardWriter, roots: dict[str, str | N
         for entry, images in zip(entries, pool.imap(load_member_images, jobs, chunksize=16)):
             if isinstance(images, str):
                 raise RuntimeError(f"{entry['row']['id']}: {images}")
-            writer.write(_member_dict(entry, images, key_width))
-            _count(stats.setdefault(entry["row"]["source"], SourceStats()), entry["row"],
-                   [len(data) for _, data, _ in images], [note for _, _, note in images])
+            member = _member_dict(entry, images, key_width)
+            writer.write(member)
+            tally.add(member["__key__"], writer.shard_name(writer.index), entry["row"],
+                      [len(data) for _, data, _ in images], [note for _, _, note in images])
 
 
 def _member_dict(entry: dict, images: list[tuple[str, bytes, str | None]], key_width: int) -> dict:
@@ -145,16 +187,7 @@ def _member_dict(entry: dict, images: list[tuple[str, bytes, str | None]], key_w
     return sample
 
 
-def _count(stats: SourceStats, row: dict, sizes: list[int], notes: list[str | None]) -> None:
-    stats.samples += 1
-    stats.turns += sum(1 for t in row["conversations"] if t["from"] == "human")
-    stats.images += len(sizes)
-    stats.text_only += not sizes
-    stats.image_bytes += sum(sizes)
-    stats.reencoded.update(note for note in notes if note)
-
-
-def stats_from_shard(path: Path, stats: dict[str, SourceStats]) -> None:
+def tally_shard(path: Path, tally: MixTally) -> None:
     """Count an already written shard (a resumed build) exactly as if its samples had just been written."""
     import tarfile
 
@@ -169,5 +202,4 @@ def stats_from_shard(path: Path, stats: dict[str, SourceStats]) -> None:
                 sizes.setdefault(key, {})[suffix] = member.size
     for key, row in rows.items():
         notes = row["meta"].get("reencoded") or [None] * len(row["image_members"])
-        _count(stats.setdefault(row["source"], SourceStats()), row,
-               [sizes[key][suffix] for suffix in row["image_members"]], notes)
+        tally.add(key, path.name, row, [sizes[key][suffix] for suffix in row["image_members"]], notes)
