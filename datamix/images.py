@@ -123,8 +123,8 @@ def _verify_bytes(data: bytes, relative: str, max_pixels: int) -> VerifiedImage 
             return f"undecodable_image: {relative}: cannot identify image ({kind})"
         except Image.DecompressionBombError as exc:
             return f"decompression_bomb: {relative}: {exc}"
-        except Exception as exc:
-            return f"image_error: {relative}: {type(exc).__name__}: {exc}"
+        except Exception as exc:  # a header cut short raises here, before load()
+            return _decode_error(relative, exc)
         with img:
             width, height = img.size
             if width * height > max_pixels:  # header only: no pixel has been decoded yet
@@ -133,14 +133,18 @@ def _verify_bytes(data: bytes, relative: str, max_pixels: int) -> VerifiedImage 
                 img.load()  # the one full decode (frame 0 for animations)
             except Image.DecompressionBombError as exc:
                 return f"decompression_bomb: {relative}: {exc}"
-            except OSError as exc:
-                code = "truncated_image" if "truncated" in str(exc) else "image_error"
-                return f"{code}: {relative}: {exc}"
             except Exception as exc:
-                return f"image_error: {relative}: {type(exc).__name__}: {exc}"
+                return _decode_error(relative, exc)
             out, ext, note = _normalise(img, data)
             return VerifiedImage(data=out, ext=ext, width=width, height=height, source_format=img.format,
                                  mode=img.mode, reencoded=note, exif_orientation=_orientation(img))
+
+
+def _decode_error(relative: str, exc: Exception) -> str:
+    """Pillow says "image file is truncated" or "Truncated File Read" depending on where the bytes ran out."""
+    if isinstance(exc, OSError) and "truncated" in str(exc).lower():
+        return f"truncated_image: {relative}: {exc}"
+    return f"image_error: {relative}: {type(exc).__name__}: {exc}"
 
 
 def _normalise(img: Image.Image, data: bytes) -> tuple[bytes, str, str | None]:

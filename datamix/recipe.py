@@ -8,6 +8,7 @@ the source and the fix. Paths are relative to the recipe file (or absolute); `${
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -82,7 +83,7 @@ class Recipe:
             source["image_root"] = _portable(spec.image_root, base) if spec.image_root else None
             source["format_prompt"] = spec.format_prompt.value
             source["options"] = dict(spec.options)
-        return data
+        return json.loads(json.dumps(data))  # plain JSON types (lists, not tuples), as the manifest reads back
 
 
 def _portable(path: Path, base: Path) -> str:

@@ -1,0 +1,105 @@
+"""Reading a finished mix folder: its manifest, its index, and its samples straight from the tars.
+
+The manifest is the only authority on which shards make up a mix (never a glob: a stray or half-written
+tar must not leak into what is read). Samples are streamed with `tarfile` in mix order and nothing is
+decoded: image members stay bytes, so whoever copies them (subsample, export) copies them exactly.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import tarfile
+from collections.abc import Collection, Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from datamix.errors import InputError
+
+MANIFEST = "manifest.json"
+INDEX = "index.parquet"
+
+
+def load_manifest(mix_dir: str | Path) -> dict:
+    """The mix's manifest.json; its absence means the build never finished (it is written last)."""
+    mix_dir = Path(mix_dir)
+    if not mix_dir.is_dir():
+        raise InputError(f"{mix_dir}: no such folder")
+    path = mix_dir / MANIFEST
+    if not path.is_file():
+        raise InputError(f"{mix_dir}: not a finished mix (no manifest.json); run datamix build")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc}); rebuild the mix") from None
+    if not isinstance(manifest, dict) or "shards" not in manifest or "name" not in manifest:
+        raise InputError(f"{path}: not a datamix manifest (no name/shards)")
+    return manifest
+
+
+def read_index(mix_dir: str | Path, columns: list[str] | None = None) -> pa.Table:
+    """index.parquet: one row per sample in mix order (key, id, source, task, shard, images, turns)."""
+    path = Path(mix_dir) / INDEX
+    if not path.is_file():
+        raise InputError(f"{path}: missing; the mix is incomplete, rebuild it")
+    return pq.read_table(path, columns=columns)
+
+
+def iter_members(mix_dir: str | Path, *, with_images: bool = True, positions: Collection[int] | None = None,
+                 manifest: dict | None = None) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {suffix: raw bytes}) per sample, in mix order; the json member is included, undecoded.
+
+    `positions` (mix positions, i.e. int(key)) limits what is yielded and lets whole shards be skipped
+    by their manifest range; `with_images=False` reads only the json members (images are skipped over).
+    """
+    mix_dir = Path(mix_dir)
+    manifest = manifest if manifest is not None else load_manifest(mix_dir)
+    wanted = None if positions is None else set(positions)
+    ordered = None if wanted is None else sorted(wanted)
+    for shard in manifest["shards"]:
+        if ordered is not None:  # skip a shard none of whose positions is wanted, without opening it
+            i = bisect.bisect_left(ordered, shard["first"])
+            if i == len(ordered) or ordered[i] >= shard["first"] + shard["samples"]:
+                continue
+        path = mix_dir / shard["name"]
+        if not path.is_file():
+            raise InputError(f"{path}: shard listed in the manifest is missing; run datamix verify")
+        yield from _shard_members(path, with_images, wanted)
+
+
+def _shard_members(path: Path, with_images: bool, wanted: set[int] | None) -> Iterator[tuple[str, dict[str, bytes]]]:
+    # "r|" is a pure stream: one sequential read, no seeking, constant memory whatever the shard size.
+    # WebDataset groups a sample's members consecutively; a new key prefix closes the previous sample.
+    current, members = None, {}
+    try:
+        with tarfile.open(path, mode="r|") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                key, _, suffix = member.name.partition(".")
+                if key != current:
+                    if current is not None and _keep(current, wanted):
+                        yield current, members
+                    current, members = key, {}
+                if (suffix == "json" or with_images) and _keep(key, wanted):
+                    members[suffix] = tar.extractfile(member).read()
+    except tarfile.TarError as exc:
+        raise InputError(f"{path}: unreadable shard ({exc}); run datamix verify") from None
+    if current is not None and _keep(current, wanted):
+        yield current, members
+
+
+def _keep(key: str, wanted: set[int] | None) -> bool:
+    return wanted is None or int(key) in wanted
+
+
+def iter_samples(mix_dir: str | Path, *, with_images: bool = True, positions: Collection[int] | None = None,
+                 manifest: dict | None = None) -> Iterator[tuple[str, dict, dict[str, bytes]]]:
+    """(key, sample row, {image suffix: bytes}) per sample in mix order; images as stored, not decoded."""
+    for key, members in iter_members(mix_dir, with_images=with_images, positions=positions, manifest=manifest):
+        if "json" not in members:
+            raise InputError(f"{mix_dir}: sample {key} has no json member; run datamix verify")
+        row = json.loads(members.pop("json"))
+        yield key, row, members

@@ -1,0 +1,131 @@
+"""`datamix verify`: is the mix on disk exactly the one its manifest describes?
+
+Every shard is re-read once: the bytes are hashed and sized while `tarfile` streams over them to count
+the json members, so a shard costs one sequential read. Every difference is collected, never just the
+first, so one run tells the whole story (a copy that lost two shards and gained a stray one says so).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from datamix.errors import DatamixError
+from datamix.mix import INDEX, load_manifest
+from datamix.shards import sha256_file
+
+
+class VerifyError(DatamixError):
+    """The mix on disk differs from its manifest (the problems are listed before this is raised)."""
+
+
+@dataclass
+class Report:
+    shards: int = 0
+    samples: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class _HashingReader:
+    """A read-only stream that hashes and counts what tarfile reads through it."""
+
+    def __init__(self, file):
+        self._file, self.sha, self.size = file, hashlib.sha256(), 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._file.read(n)
+        self.sha.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(1 << 20):  # tar end padding: tarfile stops reading before it
+            pass
+
+
+def scan_shard(path: Path) -> tuple[str, int, int, str | None]:
+    """(sha256, bytes, json members, read error or None) of one shard, in one read."""
+    with open(path, "rb") as f:
+        reader = _HashingReader(f)
+        count, error = 0, None
+        try:
+            with tarfile.open(fileobj=reader, mode="r|") as tar:
+                count = sum(1 for m in tar if m.isfile() and m.name.endswith(".json"))
+        except tarfile.TarError as exc:
+            error = str(exc)
+        reader.drain()
+    return reader.sha.hexdigest(), reader.size, count, error
+
+
+def verify_mix(mix_dir: str | Path) -> Report:
+    mix_dir = Path(mix_dir)
+    manifest = load_manifest(mix_dir)
+    report = Report(shards=len(manifest["shards"]), samples=manifest["samples"])
+    problems = report.problems
+    position = 0
+    for shard in manifest["shards"]:
+        name = shard["name"]
+        if shard["first"] != position:
+            problems.append(f"{name}: manifest says it starts at sample {shard['first']:,}, "
+                            f"but the shards before it hold {position:,}")
+        position += shard["samples"]
+        path = mix_dir / name
+        if not path.is_file():
+            problems.append(f"{name}: missing shard")
+            continue
+        sha, size, count, error = scan_shard(path)
+        if size != shard["bytes"]:
+            problems.append(f"{name}: size {size:,} bytes, manifest says {shard['bytes']:,}")
+        if sha != shard["sha256"]:
+            problems.append(f"{name}: changed (sha256 {sha[:16]}..., manifest {shard['sha256'][:16]}...)")
+        if error:
+            problems.append(f"{name}: unreadable tar ({error})")
+        if count != shard["samples"]:
+            problems.append(f"{name}: {count:,} samples, manifest says {shard['samples']:,}")
+    if position != manifest["samples"]:
+        problems.append(f"manifest: its shards hold {position:,} samples but it says {manifest['samples']:,}")
+    _check_index(mix_dir, manifest, problems)
+    _check_strays(mix_dir, manifest, problems)
+    return report
+
+
+def _check_index(mix_dir: Path, manifest: dict, problems: list[str]) -> None:
+    entry = manifest.get("index", {"file": INDEX})
+    path = mix_dir / entry["file"]
+    if not path.is_file():
+        problems.append(f"{entry['file']}: missing index")
+        return
+    if "sha256" in entry and sha256_file(path) != entry["sha256"]:
+        problems.append(f"{entry['file']}: changed (sha256 differs from the manifest)")
+    try:
+        shards = pq.read_table(path, columns=["shard"]).column("shard").to_pylist()
+    except Exception as exc:  # noqa: BLE001 - any parquet failure is one more problem to list
+        problems.append(f"{entry['file']}: unreadable ({exc})")
+        return
+    if len(shards) != manifest["samples"]:
+        problems.append(f"{entry['file']}: {len(shards):,} rows, manifest says {manifest['samples']:,} samples")
+    # Each index row names its shard: the per-shard row counts must be the manifest's too.
+    per_shard = Counter(shards)
+    for shard in manifest["shards"]:
+        rows = per_shard.get(shard["name"], 0)
+        if rows != shard["samples"]:
+            problems.append(f"{entry['file']}: {rows:,} rows for {shard['name']}, manifest says {shard['samples']:,}")
+
+
+def _check_strays(mix_dir: Path, manifest: dict, problems: list[str]) -> None:
+    """Files a reader globbing `<name>-*.tar` would pick up although the manifest does not list them."""
+    listed = {s["name"] for s in manifest["shards"]}
+    for path in sorted(mix_dir.glob(f"{manifest['name']}-*.tar")):
+        if path.name not in listed:
+            problems.append(f"{path.name}: unexpected shard, not in the manifest")
+    for path in sorted(mix_dir.glob("*.tmp")):
+        problems.append(f"{path.name}: leftover temporary file (an interrupted write)")
