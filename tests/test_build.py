@@ -274,3 +274,20 @@ def test_a_source_over_its_error_budget_fails_with_reasons_tallied(tmp_path):
     assert "source 'imgs': 5 of 12 checked samples have unusable images" in message  # the bomb passes 89M px
     assert "path_outside_root 1" in message and "truncated_image 1" in message and "missing_image 1" in message
     assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_a_source_may_be_an_already_converted_parquet_file_and_is_validated(raw, tmp_path):
+    from datamix.convert import run_conversion
+    from datamix.schema import Sample
+    from datamix.table import read_samples, write_samples
+
+    run_conversion("sharegpt", [raw / "sharegpt"], tmp_path / "chat.parquet")
+    rows = list(read_samples(tmp_path / "chat.parquet"))
+    broken = Sample(id="sharegpt/bad", source="sharegpt", task="text", images=[],
+                    conversations=[{"from": "gpt", "value": "starts with the model"}])
+    write_samples(tmp_path / "mixed.parquet", rows + [broken])
+    source = f"  - name: chat\n    parquet: {tmp_path / 'mixed.parquet'}\n    ratio: 1.0\n"
+    manifest = build(recipe(tmp_path, raw, source), tmp_path / "out")
+    assert manifest["sources"]["chat"]["written"] == len(rows)
+    rejects = (tmp_path / "out" / "rejects.jsonl").read_text()
+    assert '"id": "sharegpt/bad"' in rejects and "bad_role_order" in rejects and '"stage": "validate"' in rejects

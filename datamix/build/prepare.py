@@ -14,12 +14,16 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from datamix import __version__
 from datamix.convert import rejects_path, run_conversion
 from datamix.converters import ConvertOptions
 from datamix.ledger import Ledger
 from datamix.recipe import Recipe, SourceSpec
+from datamix.schema import validate
 from datamix.shards import sha256_file
+from datamix.table import read_samples, write_samples
 
 
 @dataclass
@@ -54,8 +58,7 @@ def prepare_source(recipe: Recipe, spec: SourceSpec, work: Path) -> PreparedSour
     """Convert (or reuse) one source; `work` is the build's `.work` folder."""
     base = recipe.path.parent
     if spec.parquet is not None:
-        return PreparedSource(spec, spec.parquet, describe_inputs([spec.parquet], base),
-                              conversion={"source": spec.name, "parquet": True})
+        return _validated_parquet(spec, describe_inputs([spec.parquet], base), work / "convert" / spec.name)
     inputs = describe_inputs(list(spec.inputs), base)
     folder = work / "convert" / spec.name
     key = cache_key(spec, inputs)
@@ -68,6 +71,24 @@ def prepare_source(recipe: Recipe, spec: SourceSpec, work: Path) -> PreparedSour
     rejects = [json.loads(line) for line in rejects_path(parquet).read_text(encoding="utf-8").splitlines()]
     summary = json.loads(summary_path.read_text())["ledger"]
     return PreparedSource(spec, parquet, inputs, conversion=summary, rejects=rejects)
+
+
+def _validated_parquet(spec: SourceSpec, inputs: list[dict], folder: Path) -> PreparedSource:
+    """A Parquet file made elsewhere is checked sample by sample; invalid rows are filtered into a copy."""
+    rejects = []
+    for sample in read_samples(spec.parquet):
+        reason = validate(sample)
+        if reason:
+            rejects.append({"source": sample.source, "id": sample.id, "stage": "validate", "reason": reason})
+    n = pq.read_metadata(spec.parquet).num_rows
+    summary = {"source": spec.name, "records_in": n, "records_out": n - len(rejects), "samples_out": n - len(rejects),
+               "rejected": len(rejects), "rejected_by_reason": Ledger(spec.name, rejects=rejects).by_reason()}
+    if not rejects:
+        return PreparedSource(spec, spec.parquet, inputs, conversion=summary)
+    folder.mkdir(parents=True, exist_ok=True)
+    bad = {r["id"] for r in rejects}
+    write_samples(folder / "validated.parquet", (s for s in read_samples(spec.parquet) if s.id not in bad))
+    return PreparedSource(spec, folder / "validated.parquet", inputs, conversion=summary, rejects=rejects)
 
 
 def prepare_in_worker(args: tuple[Recipe, SourceSpec, Path]) -> PreparedSource:
@@ -83,5 +104,3 @@ def conversion_budget_problem(source: PreparedSource, budget: float) -> str | No
                 f"({rejected / records_in:.1%} > budget {budget:.1%}): {tally}")
     return None
 
-
-__all__ = ["PreparedSource", "prepare_source", "Ledger"]
