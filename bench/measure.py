@@ -1,6 +1,8 @@
 """Run one benchmark job in this fresh process and print its wall time and peak RSS as JSON.
 
-Jobs: `json_load FILES...`, `naive_vqav2 Q A OUT`, `naive_gqa FILE OUT`, `datamix ARGS...` (the real CLI).
+Jobs: `json_load FILES...`, `naive_vqav2 Q A OUT`, `naive_gqa FILE OUT`, `datamix ARGS...` (the real CLI),
+`wds_plain PARQUET IMAGE_ROOT PATTERN MAXCOUNT MAXSIZE` (the plain webdataset shard-writing loop).
+`peak_rss_children_bytes` is the largest peak RSS of any finished child process (pool workers), 0 if none.
 """
 
 from __future__ import annotations
@@ -55,21 +57,41 @@ def naive_gqa(questions: str, out: str) -> None:
     _dump_llava(conversations, out)
 
 
+def wds_plain(parquet: str, image_root: str, pattern: str, maxcount: str, maxsize: str) -> None:
+    """The loop users write today: Parquet rows -> json + image bytes read from disk -> webdataset.ShardWriter."""
+    import os
+
+    import pyarrow.parquet as pq
+    import webdataset as wds
+
+    with wds.ShardWriter(pattern, maxcount=int(maxcount), maxsize=float(maxsize), verbose=0) as sink:
+        for batch in pq.ParquetFile(parquet).iter_batches(batch_size=8192):
+            for row in batch.to_pylist():
+                with open(os.path.join(image_root, row["images"][0]), "rb") as f:
+                    image = f.read()
+                key = row["id"].replace("/", "_")
+                sink.write({"__key__": key, "json": json.dumps(row).encode(), "jpg": image})
+
+
 def run_datamix(*args: str) -> None:
     from datamix.cli import app
 
     try:
-        app(list(args), standalone_mode=False)
+        code = app(list(args), standalone_mode=False)
+        if code:  # a clean `error: ...` exit returns its code in non-standalone mode: fail the job
+            sys.exit(code)
     except SystemExit as exc:  # pragma: no cover - a failing job is reported by the caller
         if exc.code:
             raise
 
 
-JOBS = {"json_load": json_load, "naive_vqav2": naive_vqav2, "naive_gqa": naive_gqa, "datamix": run_datamix}
+JOBS = {"json_load": json_load, "naive_vqav2": naive_vqav2, "naive_gqa": naive_gqa, "datamix": run_datamix,
+        "wds_plain": wds_plain}
 
 if __name__ == "__main__":
     start = time.perf_counter()
     JOBS[sys.argv[1]](*sys.argv[2:])
     wall = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"wall_s": wall, "peak_rss_bytes": peak}))
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    print(json.dumps({"wall_s": wall, "peak_rss_bytes": peak, "peak_rss_children_bytes": children}))

@@ -6,6 +6,10 @@ input (943,000 questions), each in the official format, it runs in separate fres
   (b) the naive conversion script (json.load, join in dicts, loop, json.dump LLaVA JSON),
   (c) `datamix convert` end to end (parse, join, merge per image, prompts, validate, Parquet + ledger),
 and prints wall time, peak RSS and the ratios. `--scale 0.1` runs a tenth of the size for a quick look.
+
+`--only build` runs the `datamix build` benchmarks instead (bench/build_bench.py: shard-writing throughput
+against a plain webdataset loop, and a LLaVA-1.5-shaped 665K mix built at 10% and 100%; `--scale` sizes
+the throughput input, `--mix-scale` the mix); `--only all` (the default) runs both.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
+import build_bench  # noqa: E402
 import synth  # noqa: E402
 
 VQA_QUESTIONS = 443_757
@@ -66,8 +71,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full train-split sizes")
     parser.add_argument("--work", type=Path, default=Path("bench_out"), help="where inputs and outputs go")
+    parser.add_argument("--only", choices=("convert", "build", "all"), default="all", help="which benchmarks")
+    parser.add_argument("--mix-scale", type=float, default=build_bench.DEFAULT_MIX_SCALE,
+                        help="fraction of the 665,298-sample LLaVA-1.5 mix for the build scale benchmark")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.only in ("convert", "all"):
+        bench_convert(args)
+    if args.only in ("build", "all"):
+        build_bench.bench_throughput(args.work, args.scale, measure)
+        build_bench.bench_scale(args.work, args.mix_scale, measure)
+
+
+def bench_convert(args: argparse.Namespace) -> None:
     vqa_files, gqa_files = inputs(args.work, args.scale)
     q, a = (str(f) for f in sorted(vqa_files, key=lambda f: "annotations" in f.name))
     bench_source("VQAv2 train scale", vqa_files, ["naive_vqav2", q, a, str(args.work / "naive_vqav2.json")],

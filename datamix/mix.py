@@ -103,3 +103,28 @@ def iter_samples(mix_dir: str | Path, *, with_images: bool = True, positions: Co
             raise InputError(f"{mix_dir}: sample {key} has no json member; run datamix verify")
         row = json.loads(members.pop("json"))
         yield key, row, members
+
+
+def hf_webdataset_features(max_images: int = 1):
+    """Features for `datasets.load_dataset("webdataset", data_files=..., features=...)` on these shards.
+
+    Inference from the first few samples cannot work on a mix: `meta` has another shape per source
+    (each source keeps its own extras), text-only samples lack image members, and png/webp
+    members appear later than the first jpg. Declared features avoid all three: `meta` is a `Json`
+    column (dropped on datasets versions without `Json`), and each image member a nullable column.
+    Samples with several images use `0.jpg`, `1.png`, ...: `max_images` > 1 declares those too.
+    """
+    import datasets
+    from datasets import Features, Image, Value
+
+    text = Value("string")
+    row = {"id": text, "source": text, "task": text, "images": [text], "image_members": [text],
+           "conversations": [{"from": text, "value": text}]}
+    if hasattr(datasets, "Json"):
+        row["meta"] = datasets.Json()
+    features = {"__key__": text, "json": row}
+    for ext in ("jpg", "png", "webp"):
+        features[ext] = Image()
+        for i in range(max_images if max_images > 1 else 0):
+            features[f"{i}.{ext}"] = Image()
+    return Features(features)

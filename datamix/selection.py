@@ -3,8 +3,14 @@
 A source's samples are ranked by a stable hash of (seed, source, id) and the first k are taken, so:
 - subsets are nested across ratios (10% inside 25% inside 50%),
 - the result is independent of input order, Python version and machine (blake2b, not `hash()`),
-- amounts are exact: fractional quotas are rounded by the largest-remainder method, so each source
-  gets floor or ceil of its quota and the total is the rounded sum of all quotas.
+- amounts are exact per source: a quota r x n is rounded to the nearest integer (halves up), for each
+  source on its own.
+
+Why not largest remainder across sources (which makes the mix total exact too)? It is not monotone
+(the Alabama paradox): raising every ratio can take a sample away from one source, e.g. sources of 36
+and 2 samples get [7, 1] at 0.2 but [11, 0] at 0.3, which breaks nesting. Per-source rounding is
+monotone in r and never lets one source's amount move another's; the total is the sum of the
+per-source counts (within half a sample per source of r x N) and is what the manifest records.
 """
 
 from __future__ import annotations
@@ -42,28 +48,22 @@ class Target:
         return available if self.copies else self.extra
 
 
-def largest_remainder(quotas: Sequence[float]) -> list[int]:
-    """Round each quota down or up so that the total is the rounded sum of the quotas."""
-    floors = [math.floor(q + 1e-9) for q in quotas]
-    total = math.floor(sum(quotas) + 0.5)  # half up: round() would send 2.5 to 2
-    remainders = sorted(range(len(quotas)), key=lambda i: (-(quotas[i] - floors[i]), i))
-    for i in remainders[: max(0, total - sum(floors))]:
-        floors[i] += 1
-    return floors
+def round_quota(quota: float) -> int:
+    """Nearest integer, halves up (Python's round() would send 2.5 to 2 and 3.5 to 4)."""
+    return math.floor(quota + 0.5 + 1e-9)
 
 
 def targets(amounts: Iterable[tuple[str, float]], available: Sequence[int]) -> list[Target]:
     """(kind, value) per source, with its available count -> exact targets.
 
-    `count` is exact (capped by nothing here; the caller checks it against what is available), `ratio`
-    and the fractional part of `repeat` share one largest-remainder pool so the mix total is exact too.
+    `count` is exact (the caller checks it against what is available); `ratio` and the fractional part
+    of `repeat` are rounded per source, so each amount depends only on its own source.
     """
-    amounts = list(amounts)
-    copies, quotas = [], []
+    result = []
     for (kind, value), n in zip(amounts, available):
+        if kind == "count":
+            result.append(Target(0, int(value)))
+            continue
         whole = int(value) if kind == "repeat" else 0
-        copies.append(whole)
-        quotas.append(0.0 if kind == "count" else (value - whole) * n)
-    rounded = largest_remainder(quotas)
-    return [Target(c, int(value) if kind == "count" else r)
-            for (kind, value), c, r in zip(amounts, copies, rounded)]
+        result.append(Target(whole, round_quota((value - whole) * n)))
+    return result

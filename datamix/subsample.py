@@ -1,7 +1,7 @@
 """`datamix subsample`: smaller rungs of a built mix (0.1, 0.25, 0.5 ...), exact per source and nested.
 
-- How many: per source, largest remainder over the ratio quotas of the samples it has in the parent
-  (`selection.targets`), so each source gets floor or ceil of its share and the rung total is exact.
+- How many: per source, the nearest integer to ratio x the samples it has in the parent
+  (`selection.targets`), so each source's count is exact and never shrinks as the ratio grows.
 - Which: each source's samples ranked by `rank_key(parent seed, source, id)`, first k taken. The ranking
   does not depend on the ratio, so a smaller rung is inside a larger one, and reruns are identical.
 - Decided from index.parquet alone; then ONE pass over the parent shards writes every rung at once.
@@ -43,7 +43,7 @@ def rung_name(parent: str, ratio: float) -> str:
 def plan_rungs(mix_dir: Path, ratios: list[float], out: Path, *, one: bool = False) -> tuple[dict, list[Rung]]:
     """Decide every rung's samples from the parent's index; `one`: `out` itself is the (single) rung."""
     manifest = load_manifest(mix_dir)
-    index = read_index(mix_dir, ["key", "id", "source"])
+    index = read_index(mix_dir, ["id", "source"])
     if index.num_rows != manifest["samples"]:
         raise InputError(f"{mix_dir}: index.parquet has {index.num_rows:,} rows but the manifest says "
                          f"{manifest['samples']:,} samples; run datamix verify")
@@ -70,26 +70,10 @@ def plan_rungs(mix_dir: Path, ratios: list[float], out: Path, *, one: bool = Fal
 
 
 def _source_order(manifest: dict, present: set[str]) -> list[str]:
-    """Recipe order, as in the build: largest remainder gives equal remainders to the earlier source."""
+    """Recipe order, as in the build, so the rung manifests list sources the way the parent does."""
     recipe = [s["name"] for s in manifest.get("recipe", {}).get("sources", [])]
     known = set(manifest["sources"]) | present
     return [s for s in recipe if s in known] + sorted(known - set(recipe))
-
-
-def nesting_breaks(manifests: list[dict]) -> list[str]:
-    """Sources whose count shrinks from a smaller to a larger ratio (largest remainder's population paradox).
-
-    Rare, one sample, and only when remainders are reordered between ratios; every other source stays
-    nested. Reported, never hidden.
-    """
-    out = []
-    by_ratio = sorted(manifests, key=lambda m: m["parent"]["ratio"])
-    for small, large in zip(by_ratio, by_ratio[1:]):
-        for s, c in small["sources"].items():
-            if c["selected"] > large["sources"][s]["selected"]:
-                out.append(f"{s}: {c['selected']} at ratio {small['parent']['ratio']:g} but "
-                           f"{large['sources'][s]['selected']} at {large['parent']['ratio']:g}")
-    return out
 
 
 def subsample(mix_dir: str | Path, ratios: list[float], out: str | Path, *, one: bool = False) -> list[dict]:

@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
-# `make demo`: generate the demo raw data in the official formats, convert every source, show what came out.
+# `make demo`: demo raw data in the official formats -> converted sources -> a mix built from a recipe
+# -> the 25%/50% ladder -> what the mix contains.
 set -euo pipefail
 OUT=${1:-demo_out}
 DATAMIX=.venv/bin/datamix
-PY=.venv/bin/python
+export DATAMIX_DATA="$PWD/$OUT/raw"
 
 rm -rf "$OUT"
-echo "== 1. demo raw data (official formats, a few deliberately broken records) -> $OUT/raw"
-$DATAMIX demo-data "$OUT/raw" --seed 0 > "$OUT.summary.json" && mv "$OUT.summary.json" "$OUT/raw/summary.json"
-echo "   written: $(find "$OUT/raw" -type f | wc -l) files"
+echo "== 1. demo raw data (official formats, a few deliberately broken records and images)"
+$DATAMIX demo-data "$OUT/raw" --seed 0
 
-echo "== 2. convert each source to the unified schema -> $OUT/normalized"
+echo; echo "== 2. convert one source by hand (the ledger names every record left out)"
 $DATAMIX convert vqav2 "$OUT/raw/vqav2" --out "$OUT/normalized/vqav2.parquet"
-$DATAMIX convert gqa "$OUT/raw/gqa/train_balanced_questions.json" --out "$OUT/normalized/gqa.parquet"
-$DATAMIX convert sharegpt "$OUT/raw/sharegpt" --out "$OUT/normalized/sharegpt.parquet"
-$DATAMIX convert llava "$OUT/raw/llava" --out "$OUT/normalized/llava.parquet" --format-prompt none
 
-echo "== 3. what came out"
-$PY scripts/summarize.py "$OUT/normalized"
+echo; echo "== 3. build recipes/demo.yaml (plan first, then the build)"
+$DATAMIX build recipes/demo.yaml --dry-run
+$DATAMIX build recipes/demo.yaml --out "$OUT/mix" --workers 2
+
+echo; echo "== 4. the 25% / 50% ladder (exact per source, nested) and a check of every shard"
+$DATAMIX subsample "$OUT/mix" --ratios 0.25,0.5 --out "$OUT/ladder"
+$DATAMIX verify "$OUT/mix"
+
+echo; echo "== 5. what the mix contains"
+$DATAMIX show "$OUT/mix" --n 2
+.venv/bin/python scripts/summarize.py "$OUT/mix/stats.json"

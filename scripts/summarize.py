@@ -1,23 +1,22 @@
-"""Print, for each normalized Parquet file in a folder, its counts and its first sample as a chat."""
+"""Print a mix's stats.json as a table, one row per source."""
 
 from __future__ import annotations
 
+import json
 import sys
-from pathlib import Path
-
-import polars as pl
 
 
-def main(folder: str) -> None:
-    for path in sorted(Path(folder).glob("*.parquet")):
-        frame = pl.read_parquet(path)
-        turns = frame["conversations"].list.len()
-        print(f"\n{path.name}: {frame.height} samples, {int(turns.sum()) // 2} QA exchanges, "
-              f"tasks {dict(frame['task'].value_counts().iter_rows())}")
-        first = frame.row(0, named=True)
-        print(f"  {first['id']}  images={first['images']}")
-        for turn in first["conversations"][:4]:
-            print(f"    {turn['from']:>5}: {turn['value'][:100]!r}")
+def main(path: str) -> None:
+    stats = json.load(open(path, encoding="utf-8"))
+    print(f"{stats['mix']}: {stats['samples']:,} samples")
+    header = f"{'source':<10} {'avail':>6} {'req':>6} {'written':>7} {'share':>6} {'turns':>6} {'images':>6} {'rejected (reason: n)'}"
+    print(header)
+    print("-" * len(header))
+    for name, s in stats["sources"].items():
+        rejected = {**s["rejected"]["convert"], **s["rejected"]["images"]}
+        reasons = ", ".join(f"{k}: {v}" for k, v in rejected.items()) or "-"
+        print(f"{name:<10} {s['available']:>6} {s['requested']:>6} {s['written']:>7} {s['share']:>6.1%} "
+              f"{s['turns']:>6} {s['images']:>6} {reasons}")
 
 
 if __name__ == "__main__":

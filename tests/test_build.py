@@ -13,7 +13,7 @@ from PIL import Image
 
 from datamix.build import build, plan
 from datamix.errors import BuildError
-from datamix.selection import largest_remainder
+from datamix.selection import round_quota
 from datamix.shards import ShardWriter
 
 DEMO = Path(__file__).parents[1] / "recipes" / "demo.yaml"
@@ -96,8 +96,8 @@ def test_ratios_are_exact_nested_and_shuffled_across_sources(raw, tmp_path):
         frame = index(out)
         ids[ratio] = set(frame["id"])
         sources = manifest["sources"]
-        assert [c["requested"] for c in sources.values()] == largest_remainder(
-            [c["available"] * ratio for c in sources.values()])
+        assert [c["requested"] for c in sources.values()] == [round_quota(c["available"] * ratio)
+                                                             for c in sources.values()]
         for name, counts in sources.items():
             if ratio < 1:  # a broken image is replaced by the next ranked sample: the count stays exact
                 assert counts["written"] == counts["requested"]

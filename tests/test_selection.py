@@ -7,29 +7,31 @@ import random
 import pytest
 
 from datamix.build.pick import ranked_rows
-from datamix.selection import Target, largest_remainder, rank_key, targets
+from datamix.selection import Target, rank_key, round_quota, targets
 
 
-def test_largest_remainder_keeps_each_source_within_one_and_the_total_exact():
-    quotas = [0.1 * 83, 0.1 * 71, 0.1 * 40]  # 8.3, 7.1, 4.0 -> total 19.4 -> 19
-    assert largest_remainder(quotas) == [8, 7, 4]
-    quotas = [2.5, 2.5, 1.0]
-    result = largest_remainder(quotas)
-    assert sum(result) == 6 and all(abs(r - q) < 1 for r, q in zip(result, quotas))
+def test_per_source_rounding_is_nearest_with_halves_up():
+    assert [round_quota(q) for q in (8.3, 7.5, 4.0, 2.5, 0.49)] == [8, 8, 4, 3, 0]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_random_quotas_are_exact(seed):
+def test_amounts_never_shrink_as_the_ratio_grows(seed):
+    # The Alabama paradox of largest remainder: sources of 36 and 2 got [7, 1] at 0.2 but [11, 0] at 0.3.
     rng = random.Random(seed)
-    quotas = [rng.uniform(0, 1000) for _ in range(12)]
-    result = largest_remainder(quotas)
-    assert sum(result) == int(sum(quotas) + 0.5)
-    assert all(int(q) <= r <= int(q) + 1 for q, r in zip(quotas, result))
+    sizes = [rng.randint(1, 60) for _ in range(rng.randint(2, 6))]
+    previous = [0] * len(sizes)
+    for step in range(1, 101):
+        got = [t.extra for t in targets([("ratio", step / 100)] * len(sizes), sizes)]
+        assert all(g >= p for g, p in zip(got, previous)) and all(abs(g - n * step / 100) <= 0.5
+                                                                  for g, n in zip(got, sizes))
+        previous = got
+    assert [t.extra for t in targets([("ratio", 0.2), ("ratio", 0.2)], [36, 2])] == [7, 0]
+    assert [t.extra for t in targets([("ratio", 0.3), ("ratio", 0.3)], [36, 2])] == [11, 1]
 
 
 def test_targets_for_ratio_count_and_repeat():
     got = targets([("ratio", 0.25), ("count", 7), ("repeat", 2.5)], [10, 100, 4])
-    assert got == [Target(0, 3), Target(0, 7), Target(2, 2)]  # 2.5 + 2.0 = 4.5 -> 5: 3 + 2
+    assert got == [Target(0, 3), Target(0, 7), Target(2, 2)]  # 2.5 -> 3 (halves up), 0.5 x 4 = 2
     assert got[2].total(4) == 10 and got[2].distinct(4) == 4
 
 

@@ -32,7 +32,7 @@ def test_meta_keeps_all_ten_answers_types_and_question_ids(convert, fixtures_pat
     assert meta["answers"][0] == ["net", "net", "netting", "net", "net", "net", "mesh", "net", "net", "net"]
     assert meta["answer_types"] == ["other", "other", "other"]
     assert meta["question_types"][0] == "what is this"
-    assert meta["image_id"] == 458752
+    assert meta["image_id"] == "458752"  # ids are strings in every converter
     assert meta["format_prompt"] == PROMPT and meta["format_prompt_policy"] == "first_turn"
     assert meta["answer_policy"] == "multiple_choice_answer"
 

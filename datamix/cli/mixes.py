@@ -29,8 +29,7 @@ def subsample(
     ratio: Annotated[float, typer.Option(help="One ratio in (0, 1]: write the rung into --out.")] = None,
     ratios: Annotated[str, typer.Option(help="Several ratios, e.g. 0.1,0.25,0.5: all rungs in one pass.")] = None,
 ) -> None:
-    """Exact, nested, seeded subsets of a mix (per source largest remainder), image bytes copied as they are."""
-    from datamix.subsample import nesting_breaks
+    """Exact, nested, seeded subsets of a mix (per source nearest count), image bytes copied as they are."""
     from datamix.subsample import subsample as run
 
     if (ratio is None) == (ratios is None):
@@ -43,8 +42,6 @@ def subsample(
                    f"{manifest['bytes'] / 1e6:,.1f} MB -> {where}")
         for name, counts in manifest["sources"].items():
             typer.echo(f"  {name:<20} {counts['written']:>9,} of {counts['available']:>9,}")
-    for problem in nesting_breaks(manifests):
-            typer.secho(f"warning: not nested (largest remainder): {problem}", err=True, fg=typer.colors.YELLOW)
 
 
 @app.command()
@@ -82,16 +79,16 @@ def verify(mix_dir: MixDir) -> None:
 def export(
     mix_dir: MixDir,
     out: Annotated[Path, typer.Option("--out", "-o", help="llava: the JSON file; hf: the dataset folder.")],
-    format: Annotated[str, typer.Option("--format", "-f", help="llava or hf.")] = "llava",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="llava or hf.")] = "llava",
     images_out: Annotated[Path, typer.Option(help="llava: folder for the images (default: images/ next to "
                                              "the JSON); the JSON's paths are relative to it.")] = None,
 ) -> None:
     """Export a mix as LLaVA training JSON + image files, or as a Hugging Face dataset (save_to_disk)."""
     from datamix.export import FORMATS, export_hf, export_llava
 
-    if format not in FORMATS:
-        raise InputError(f"unknown --format {format!r}; choose one of {', '.join(FORMATS)}")
-    if format == "hf":
+    if fmt not in FORMATS:
+        raise InputError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "hf":
         if images_out is not None:
             raise InputError("--images-out is for --format llava; hf stores the images in the dataset")
         rows = export_hf(mix_dir, out)

@@ -103,7 +103,7 @@ class VQAv2(Converter):
             source=self.id, task="vqa_short", policy=self.options.format_prompt,
             meta_lists={"question_ids": "qid", "answers": "answers", "answer_types": "answer_type",
                         "question_types": "question_type"},
-            meta_first={"image_id": "image_id", "answer_policy": "answer_policy"},
+            meta_first={"image_id": "image_key", "answer_policy": "answer_policy"},  # ids stay strings
         )
 
 

@@ -1,0 +1,136 @@
+"""Conversation templates and label masking: one function renders and masks, for training and for inference.
+
+`plain` (stage 1, LLAVA15.md §2.2): the human turn becomes just `<image>`, the string is `<image>` + answer + `\n`,
+no `</s>`; loss on the answer and the newline. `vicuna_v1` (stage 2, §4.1): the fixed system prompt, `USER:` /
+`ASSISTANT:` roles, `" "` after a user turn and `"</s>"` after an answer; loss on every answer and its `</s>`.
+
+How the labels are found differs from LLaVA's code, on purpose: LLaVA tokenizes each round again and subtracts
+token counts (§4.4), which breaks with tokenizer versions (the "tokenization mismatch" pitfall, §12.1). Here the
+renderer records the character span of every supervised piece and a token is supervised iff its offsets overlap
+one; that is the same set of tokens (the answer's leading-space piece included) for any fast tokenizer.
+
+`<image>` is tokenized as LLaVA's `tokenizer_image_token` does (§4.3): the text is split on it, each chunk is
+tokenized on its own, BOS only once at the start. Transformers' Llava then wants the image token repeated once per
+visual feature, so each `<image>` becomes `image_seq_length` image-token ids, all labelled -100, and the length limit
+counts them (§4.5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from datamix.train.config import TrainError
+
+IGNORE_INDEX = -100
+IMAGE_TOKEN = "<image>"
+VICUNA_SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
+                 "The assistant gives helpful, detailed, and polite answers to the user's questions.")
+SEP, SEP2 = " ", "</s>"
+ROLES = {"human": "USER", "gpt": "ASSISTANT"}
+
+
+@dataclass
+class Encoded:
+    text: str  # the rendered string, `<image>` kept as text
+    input_ids: list[int]
+    labels: list[int]
+    n_images: int
+
+
+def normalize_turns(conversations: list[dict], *, sample_id: str = "?") -> list[tuple[str, str]]:
+    """(role, text) pairs that start with human and alternate; `<image>` moved to the front of its turn + `\\n`."""
+    turns = [(t["from"], t["value"]) for t in conversations]
+    while turns and turns[0][0] != "human":  # §4.4 step 1: LLaVA drops a leading gpt/system turn
+        turns = turns[1:]
+    for i, (role, _) in enumerate(turns):
+        if role != ("human", "gpt")[i % 2]:
+            raise TrainError(f"sample {sample_id}: turn {i} is {role!r}; turns must alternate human/gpt")
+    # train.py:308-329: strip the token wherever it is, put it back as a prefix followed by a newline.
+    return [(role, f"{IMAGE_TOKEN}\n{text.replace(IMAGE_TOKEN, '').strip()}".strip() if IMAGE_TOKEN in text
+             else text) for role, text in turns]
+
+
+def render(turns: list[tuple[str, str]], template: str, *, generation: bool = False) -> tuple[str, list[tuple]]:
+    """The prompt string and the (start, end) character spans that are supervised.
+
+    With `generation`, `turns` ends with the human turn and the string ends where the answer would start.
+    """
+    if template == "plain":
+        return _render_plain(turns, generation)
+    if template == "vicuna_v1":
+        return _render_vicuna(turns, generation)
+    raise TrainError(f"unknown template {template!r}; use plain or vicuna_v1")
+
+
+def _render_plain(turns: list[tuple[str, str]], generation: bool) -> tuple[str, list[tuple]]:
+    if not turns or IMAGE_TOKEN not in turns[0][1]:
+        raise TrainError("the plain template (stage 1) needs an image sample")
+    if generation:
+        return IMAGE_TOKEN, []
+    # LLaVA asserts exactly one exchange; a multi-round record keeps its first answer as the caption.
+    text = IMAGE_TOKEN + turns[1][1] + "\n"
+    return text, [(len(IMAGE_TOKEN), len(text))]
+
+
+def _render_vicuna(turns: list[tuple[str, str]], generation: bool) -> tuple[str, list[tuple]]:
+    text, spans = VICUNA_SYSTEM + SEP, []
+    for i, (role, value) in enumerate(turns):
+        text += ROLES[role] + ": "
+        start = len(text)
+        text += value + (SEP if i % 2 == 0 else SEP2)
+        if role == "gpt":
+            spans.append((start, len(text)))  # the answer and its closing </s>
+    if generation:
+        text += ROLES["gpt"] + ":"  # conversation.py: an empty last message renders as "ASSISTANT:"
+    return text, spans
+
+
+def encode(tokenizer, conversations: list[dict], *, template: str, image_seq_length: int, image_token_id: int,
+           max_length: int, generation: bool = False, sample_id: str = "?") -> Encoded:
+    """Render, tokenize and mask one conversation; the one entry point for training and for inference."""
+    turns = normalize_turns(conversations, sample_id=sample_id)
+    if generation and turns and turns[-1][0] == "gpt":
+        turns = turns[:-1]
+    text, spans = render(turns, template, generation=generation)
+    ids, labels = [tokenizer.bos_token_id], [IGNORE_INDEX]
+    offset = 0
+    for k, chunk in enumerate(text.split(IMAGE_TOKEN)):
+        if k:
+            ids += [image_token_id] * image_seq_length
+            labels += [IGNORE_INDEX] * image_seq_length
+            offset += len(IMAGE_TOKEN)
+        chunk_ids, chunk_labels = _tokenize_chunk(tokenizer, chunk, offset, spans)
+        ids += chunk_ids
+        labels += chunk_labels
+        offset += len(chunk)
+    n_images = text.count(IMAGE_TOKEN)
+    ids, labels = ids[:max_length], labels[:max_length]
+    if ids.count(image_token_id) != n_images * image_seq_length:
+        raise TrainError(f"sample {sample_id}: --model-max-length {max_length} cuts into the image tokens; "
+                         f"it must exceed the prompt before the image plus {image_seq_length} image tokens")
+    return Encoded(text=text, input_ids=ids, labels=labels, n_images=n_images)
+
+
+def _tokenize_chunk(tokenizer, chunk: str, offset: int, spans: list[tuple]) -> tuple[list[int], list[int]]:
+    if not chunk:
+        return [], []
+    enc = tokenizer(chunk, add_special_tokens=False, return_offsets_mapping=True)
+    labels = []
+    for tok, (a, b) in zip(enc["input_ids"], enc["offset_mapping"]):
+        a, b = a + offset, max(b, a + 1) + offset  # zero-width offsets (some specials) still cover their position
+        supervised = any(a < end and start < b for start, end in spans)
+        labels.append(tok if supervised else IGNORE_INDEX)
+    return list(enc["input_ids"]), labels
+
+
+def supervised_spans(labels: list[int]) -> list[list[int]]:
+    """The contiguous runs of supervised token ids (what the tests decode and compare with the answers)."""
+    runs, current = [], []
+    for tok in labels:
+        if tok == IGNORE_INDEX:
+            if current:
+                runs.append(current)
+            current = []
+        else:
+            current.append(tok)
+    return runs + ([current] if current else [])

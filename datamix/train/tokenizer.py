@@ -1,0 +1,57 @@
+"""Tokenizers: a user's LLM tokenizer, or a small byte-level BPE trained on the mix's own text.
+
+The trained one has the special tokens a LLaVA run needs (`<s>`, `</s>`, `<unk>`, `<image>`) and, like LLaVA with
+Vicuna (LLAVA15.md §4), pads with `<unk>`. Byte-level BPE never produces `<unk>` for unseen characters, so a
+stage-2 mix whose text the tokenizer has not seen still encodes losslessly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from datamix.train.template import IMAGE_TOKEN
+
+SPECIALS = ["<unk>", "<s>", "</s>", IMAGE_TOKEN]
+
+
+def train_tokenizer(texts: Iterable[str], *, vocab_size: int):
+    """A PreTrainedTokenizerFast with a BPE vocabulary of at most `vocab_size` learnt from `texts`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)  # offsets keep the leading space (template.py)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="<unk>", extra_special_tokens=[IMAGE_TOKEN], padding_side="right",
+                                   model_max_length=2048)
+
+
+def load_tokenizer(path: str | Path):
+    """A user's tokenizer (or a run's saved one) with the `<image>` token and LLaVA's pad = unk rule."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path), use_fast=True)
+    if IMAGE_TOKEN not in tok.get_vocab():
+        tok.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
+    if tok.pad_token is None:
+        tok.pad_token = tok.unk_token  # LLaVA: pad = unk for every template but v0 (§4)
+    tok.padding_side = "right"
+    return tok
+
+
+def conversation_texts(samples: Iterable[dict], *, limit: int = 50_000) -> Iterator[str]:
+    """The turns of the first `limit` samples, `<image>` removed: what the tiny tokenizer is trained on."""
+    from datamix.train.template import VICUNA_SYSTEM
+
+    yield VICUNA_SYSTEM + " USER: ASSISTANT:"
+    for n, sample in enumerate(samples):
+        if n >= limit:
+            return
+        for turn in sample["conversations"]:
+            yield turn["value"].replace(IMAGE_TOKEN, "")
