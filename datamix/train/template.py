@@ -76,7 +76,9 @@ def _render_vicuna(turns: list[tuple[str, str]], generation: bool) -> tuple[str,
     text, spans = VICUNA_SYSTEM + SEP, []
     for i, (role, value) in enumerate(turns):
         text += ROLES[role] + ": "
-        start = len(text)
+        # The span starts at the space before the answer: generation starts right after "ASSISTANT:", so the
+        # space (a piece of its own or merged into the first answer token, as SentencePiece does) is learnt too.
+        start = len(text) - 1
         text += value + (SEP if i % 2 == 0 else SEP2)
         if role == "gpt":
             spans.append((start, len(text)))  # the answer and its closing </s>
