@@ -48,7 +48,7 @@ LLAVA15_SOURCES = {  # name: (samples, task, has images)
 MIX_TOTAL = sum(n for n, _, _ in LLAVA15_SOURCES.values())  # 665,298
 THROUGHPUT_SAMPLES = 20_000
 POOL_PER_SOURCE = 2_000
-DEFAULT_MIX_SCALE = 1.0
+DEFAULT_MIX_SCALE = 0.25  # 166K samples: the 100% build takes ~2.5 min on 2 cores; 1.0 is the full mix
 MAXCOUNT, MAXSIZE = 2_000, 64 * 10**6  # shard limits, identical for the plain loop and datamix
 WORKER_COUNTS = (1, 2)
 
@@ -153,8 +153,8 @@ def throughput_inputs(work: Path, scale: float) -> tuple[Path, Path, int]:
 def mix_inputs(work: Path, mix_scale: float) -> tuple[Path, dict[str, int]]:
     """One Parquet per LLaVA-1.5 source (sizes x mix_scale), images shared from a per-source pool."""
     sizes = {name: max(1, round(n * mix_scale)) for name, (n, _, _) in LLAVA15_SOURCES.items()}
-    folder = work / "build" / "mix"
-    stamp = folder / f"inputs-{sum(sizes.values())}-pool{POOL_PER_SOURCE}.done"
+    folder = work / "build" / f"mix-{sum(sizes.values())}"  # one folder per size: the default and full both cache
+    stamp = folder / f"inputs-pool{POOL_PER_SOURCE}.done"
     if not stamp.exists():
         print(f"generating the LLaVA-1.5-shaped mix: {sum(sizes.values()):,} samples in {len(sizes)} sources, "
               f"{POOL_PER_SOURCE:,} shared 32x32 JPEGs per source with images ...", flush=True)
@@ -253,3 +253,108 @@ def bench_scale(work: Path, mix_scale: float, measure, workers: int = 2) -> None
     small, big = (results[k]["peak_rss_bytes"] for k in (0.1, 1.0))
     print(f"  peak RSS ratio 100%/10%: {big / small:.2f}x (target <= 1.20x); 100% peak "
           f"{big / 2**30:.2f} GiB (target < 2 GiB)")
+
+
+# ------------------------------------------------------------------------------- memory by build phase
+
+def profile_phases(recipe: str, out: str, workers: int = 1, trace: bool = False) -> None:
+    """Run `datamix.build.build` in this process and print wall time and RSS per phase.
+
+    RSS is sampled from /proc/self/statm every 10 ms by a thread (peak per phase, and at the phase's end);
+    with `trace`, tracemalloc also gives the Python-heap peak per phase and the top live allocation sites
+    at the end of each phase (slow: 2-3x). Wraps the phase functions of datamix.build; changes nothing else.
+    """
+    import os
+    import resource
+    import threading
+    import time
+    import tracemalloc
+
+    import datamix.build as b
+
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * page
+
+    state = {"phase": "startup", "peak": {}}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            value, phase = rss(), state["phase"]
+            state["peak"][phase] = max(state["peak"].get(phase, 0), value)
+            stop.wait(0.01)
+
+    rows = []
+
+    def wrap(name: str, fn):
+        def wrapper(*args, **kwargs):
+            outer = state["phase"]
+            state["phase"] = name
+            if trace:
+                tracemalloc.reset_peak()
+            start, before = time.perf_counter(), rss()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                after = rss()
+                state["peak"][name] = max(state["peak"].get(name, 0), before, after)
+                heap = tracemalloc.get_traced_memory() if trace else (0, 0)
+                rows.append((name, time.perf_counter() - start, before, after, heap))
+                if trace:
+                    snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, "<frozen *>")])
+                    top = snapshot.statistics("lineno")[:4]
+                    where = [f"{s.size / 2**20:.0f} MiB {'/'.join(s.traceback[0].filename.split('/')[-2:])}"
+                             f":{s.traceback[0].lineno}" for s in top]
+                    rows.append((f"  after {name}, live: " + "; ".join(where), None, 0, 0, (0, 0)))
+                state["phase"] = outer
+        return wrapper
+
+    for name in ("prepare_all", "resolve_targets", "check_budgets", "_route", "_write", "write_records"):
+        setattr(b, name, wrap(name, getattr(b, name)))
+    pick = b.pick_source
+    b.pick_source = wrap("pick_source", pick)
+    if trace:
+        tracemalloc.start(1)
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    start = time.perf_counter()
+    state["phase"] = "build (other)"
+    manifest = b.build(recipe, out, workers=workers, echo=lambda *_: None)
+    total = time.perf_counter() - start
+    stop.set()
+    thread.join()
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(f"build of {manifest['samples']:,} samples, --workers {workers}: {total:.1f} s, "
+          f"peak RSS {max(state['peak'].values()) / 2**20:,.0f} MiB (ru_maxrss {maxrss / 2**20:,.0f} MiB)")
+    merged: dict[str, list] = {}
+    for name, wall, before, after, heap in rows:
+        if wall is None:
+            print(name)
+            continue
+        m = merged.setdefault(name, [0, 0.0, before, after, 0, 0])
+        m[0] += 1
+        m[1] += wall
+        m[3] = after
+        m[4], m[5] = max(m[4], heap[0]), max(m[5], heap[1])
+    print(f"  {'phase':<16} {'calls':>5} {'wall s':>8} {'share':>6} {'RSS before':>11} {'RSS after':>10} "
+          f"{'RSS peak':>9}" + ("  py-heap end/peak" if trace else ""))
+    for name, (calls, wall, before, after, cur, peak) in merged.items():
+        heap = f"  {cur / 2**20:>6,.0f}/{peak / 2**20:,.0f} MiB" if trace else ""
+        print(f"  {name:<16} {calls:>5} {wall:>8.1f} {wall / total:>6.1%} {before / 2**20:>7,.0f} MiB "
+              f"{after / 2**20:>6,.0f} MiB {state['peak'].get(name, 0) / 2**20:>5,.0f} MiB{heap}")
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="memory and time by phase of one `datamix build`")
+    parser.add_argument("recipe")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--trace", action="store_true", help="tracemalloc: Python-heap peak and top sites per phase")
+    args = parser.parse_args()
+    shutil.rmtree(args.out, ignore_errors=True)
+    profile_phases(args.recipe, args.out, args.workers, args.trace)

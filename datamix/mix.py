@@ -40,7 +40,7 @@ def load_manifest(mix_dir: str | Path) -> dict:
 
 
 def read_index(mix_dir: str | Path, columns: list[str] | None = None) -> pa.Table:
-    """index.parquet: one row per sample in mix order (key, id, source, task, shard, images, turns)."""
+    """index.parquet: the unified schema in mix order plus key, shard, image_sha256, image_bytes, turns."""
     path = Path(mix_dir) / INDEX
     if not path.is_file():
         raise InputError(f"{path}: missing; the mix is incomplete, rebuild it")

@@ -139,7 +139,7 @@ def _copy(writer: ShardWriter, tally: MixTally, members: dict[str, bytes], row: 
     key = f"{writer.position:0{width}d}"
     writer.write({"__key__": key, **members})  # bytes as in the parent: nothing decoded or re-encoded
     notes = row["meta"].get("reencoded") or [None] * len(row["image_members"])
-    tally.add(key, writer.shard_name(writer.index), row, [len(members[s]) for s in row["image_members"]], notes)
+    tally.add(key, writer.shard_name(writer.index), row, [members[s] for s in row["image_members"]], notes)
 
 
 def _record(manifest: dict, parent: dict, rung: Rung, shards: list, stats: dict) -> dict:

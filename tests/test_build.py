@@ -291,3 +291,18 @@ def test_a_source_may_be_an_already_converted_parquet_file_and_is_validated(raw,
     assert manifest["sources"]["chat"]["written"] == len(rows)
     rejects = (tmp_path / "out" / "rejects.jsonl").read_text()
     assert '"id": "sharegpt/bad"' in rejects and "bad_role_order" in rejects and '"stage": "validate"' in rejects
+
+
+def test_the_index_holds_every_sample_with_its_image_hashes(demo_env, tmp_path):
+    import hashlib
+
+    build(DEMO, tmp_path / "mix")
+    frame = index(tmp_path / "mix")
+    with tarfile.open(tmp_path / "mix" / frame["shard"][0]) as tar:
+        key = frame["key"][0]
+        row = json.loads(tar.extractfile(f"{key}.json").read())
+        image = tar.extractfile(f"{key}.{row['image_members'][0]}").read()
+    first = frame.row(0, named=True)
+    assert first["conversations"] == row["conversations"] and json.loads(first["meta"]) == row["meta"]
+    assert first["image_sha256"] == [hashlib.sha256(image).hexdigest()] and first["image_bytes"] == [len(image)]
+    assert first["turns"] == sum(t["from"] == "human" for t in row["conversations"])

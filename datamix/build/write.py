@@ -23,7 +23,7 @@ from datamix.images import resolve_image, verify_image
 from datamix.prompts import PromptPolicy, apply_format_prompt
 from datamix.schema import Sample
 from datamix.shards import ShardWriter
-from datamix.table import table_to_samples
+from datamix.table import ARROW_SCHEMA, encode_meta, table_to_samples
 
 BUCKET = 8192  # positions per bucket file
 
@@ -42,8 +42,13 @@ class SourceStats:
                 "image_bytes": self.image_bytes, "reencoded": dict(sorted(self.reencoded.items()))}
 
 
-INDEX_SCHEMA = pa.schema([("key", pa.string()), ("id", pa.string()), ("source", pa.string()), ("task", pa.string()),
-                          ("shard", pa.string()), ("images", pa.int32()), ("turns", pa.int32())])
+# The unified schema in mix order, plus where each sample lives and what its images are (content hash,
+# size): statistics, subsampling and the trainer's length grouping read this, never the tars.
+INDEX_SCHEMA = pa.schema([
+    ("key", pa.string()), ("shard", pa.string()),
+    *[(f.name, f.type) for f in ARROW_SCHEMA],
+    ("image_sha256", pa.list_(pa.string())), ("image_bytes", pa.list_(pa.int64())), ("turns", pa.int32()),
+])
 
 
 class MixTally:
@@ -54,9 +59,10 @@ class MixTally:
         self._tmp = index_path.with_name(index_path.name + ".tmp")
         self._path = index_path
         self._writer = pq.ParquetWriter(self._tmp, INDEX_SCHEMA, compression="zstd")
-        self._rows: dict[str, list] = {name: [] for name in INDEX_SCHEMA.names}
+        self._rows: list[dict] = []
 
-    def add(self, key: str, shard: str, row: dict, sizes: list[int], notes: list[str | None]) -> None:
+    def add(self, key: str, shard: str, row: dict, images: list[bytes], notes: list[str | None]) -> None:
+        sizes = [len(data) for data in images]
         stats = self.stats[row["source"]]
         turns = sum(1 for t in row["conversations"] if t["from"] == "human")
         stats.samples += 1
@@ -65,16 +71,17 @@ class MixTally:
         stats.text_only += not sizes
         stats.image_bytes += sum(sizes)
         stats.reencoded.update(note for note in notes if note)
-        for name, value in zip(INDEX_SCHEMA.names,
-                               (key, row["id"], row["source"], row["task"], shard, len(sizes), turns)):
-            self._rows[name].append(value)
-        if len(self._rows["key"]) >= BUCKET:
+        self._rows.append({"key": key, "shard": shard, "id": row["id"], "source": row["source"], "task": row["task"],
+                           "images": row["images"], "conversations": row["conversations"],
+                           "meta": encode_meta(row["meta"]), "image_sha256": [hashlib.sha256(d).hexdigest() for d in images],
+                           "image_bytes": sizes, "turns": turns})
+        if len(self._rows) >= BUCKET:
             self._flush()
 
     def _flush(self) -> None:
-        if self._rows["key"]:
-            self._writer.write_table(pa.table(self._rows, schema=INDEX_SCHEMA))
-            self._rows = {name: [] for name in INDEX_SCHEMA.names}
+        if self._rows:
+            self._writer.write_table(pa.Table.from_pylist(self._rows, schema=INDEX_SCHEMA))
+            self._rows = []
 
     def close(self) -> dict[str, SourceStats]:
         self._flush()
@@ -170,7 +177,7 @@ def write_shards(bucket_dir: Path, writer: ShardWriter, roots: dict[str, str | N
             member = _member_dict(entry, images, key_width)
             writer.write(member)
             tally.add(member["__key__"], writer.shard_name(writer.index), entry["row"],
-                      [len(data) for _, data, _ in images], [note for _, _, note in images])
+                      [data for _, data, _ in images], [note for _, _, note in images])
 
 
 def _member_dict(entry: dict, images: list[tuple[str, bytes, str | None]], key_width: int) -> dict:
@@ -192,14 +199,11 @@ def tally_shard(path: Path, tally: MixTally) -> None:
     import tarfile
 
     with tarfile.open(path) as tar:
-        sizes: dict[str, dict[str, int]] = {}
-        rows: dict[str, dict] = {}
+        members: dict[str, dict[str, bytes]] = {}
         for member in tar:
             key, suffix = member.name.split(".", 1)
-            if suffix == "json":
-                rows[key] = json.loads(tar.extractfile(member).read())
-            else:
-                sizes.setdefault(key, {})[suffix] = member.size
-    for key, row in rows.items():
+            members.setdefault(key, {})[suffix] = tar.extractfile(member).read()
+    for key, files in members.items():
+        row = json.loads(files["json"])
         notes = row["meta"].get("reencoded") or [None] * len(row["image_members"])
-        tally.add(key, path.name, row, [sizes[key][suffix] for suffix in row["image_members"]], notes)
+        tally.add(key, path.name, row, [files[suffix] for suffix in row["image_members"]], notes)

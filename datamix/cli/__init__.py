@@ -62,3 +62,4 @@ from datamix.cli import convert as _convert  # noqa: E402,F401  (registers its c
 from datamix.cli import build as _build  # noqa: E402,F401
 from datamix.cli import demo as _demo  # noqa: E402,F401
 from datamix.cli import mixes as _mixes  # noqa: E402,F401
+from datamix.cli import train as _train  # noqa: E402,F401

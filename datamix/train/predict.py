@@ -1,0 +1,101 @@
+"""`datamix predict`: greedy answers of a trained run on a mix's short-answer questions, with VQA accuracy.
+
+Each question is asked on its own, with its image and the short-answer instruction, through the same
+`template.encode` as training (`generation=True`), as LLaVA's VQA evaluation does (LLAVA15.md §3.6: greedy,
+vicuna_v1, the prompt appended). Two baselines are printed beside the accuracy, both computed on the evaluated
+questions themselves, so they are upper bounds of what their strategy can score: the single most common
+answer, and the most common answer of each question string (what a model that ignores the image can reach).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from datamix.prompts import FORMAT_PROMPTS, with_prompt
+from datamix.train.config import TrainError
+from datamix.train.data import mix_shards, preprocess_image, read_samples
+from datamix.train.template import IMAGE_TOKEN, encode
+from datamix.train.vqa_eval import normalize_answer, vqa_accuracy
+
+SHORT = FORMAT_PROMPTS["vqa_short"]
+
+
+def short_questions(mix_dir: Path) -> Iterator[dict]:
+    """Every round of every short-answer image sample, in mix order, with its reference answers."""
+    shards, _ = mix_shards(mix_dir)
+    for sample in read_samples(shards):
+        if sample.get("task") != "vqa_short" or not sample["_images"]:
+            continue
+        turns = sample["conversations"]
+        all_refs = sample.get("meta", {}).get("answers")
+        for k in range(0, len(turns) - 1, 2):
+            question = turns[k]["value"].replace(IMAGE_TOKEN, "").strip()
+            question = question.removesuffix(SHORT).strip()
+            refs = all_refs[k // 2] if all_refs and len(all_refs) == len(turns) // 2 else [turns[k + 1]["value"]]
+            yield {"id": sample["id"], "question": question, "answer": turns[k + 1]["value"], "references": refs,
+                   "image": sample["_images"][0]}
+
+
+@torch.no_grad()
+def answer(model, tokenizer, processor, run_cfg: dict, question: str, image: bytes, max_new_tokens: int) -> str:
+    conv = [{"from": "human", "value": f"{IMAGE_TOKEN}\n{with_prompt(question, SHORT)}"}]
+    enc = encode(tokenizer, conv, template=run_cfg["template"], image_seq_length=model.config.image_seq_length,
+                 image_token_id=model.config.image_token_id, max_length=run_cfg["model_max_length"],
+                 generation=True)
+    ids = torch.tensor([enc.input_ids])
+    pixels = preprocess_image(image, processor, run_cfg["image_aspect"])[None]
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixels,
+                         max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+
+
+def predict(run_dir: Path, mix_dir: Path, *, n: int = 50, max_new_tokens: int = 16, echo=print) -> dict:
+    """Answer the first `n` short-answer questions of the mix; print and return accuracy and baselines."""
+    from transformers.utils import logging as hf_logging
+
+    from datamix.train.model import load_model
+    from datamix.train.setup import load_processor
+    from datamix.train.tokenizer import load_tokenizer
+
+    hf_logging.disable_progress_bar()
+    if not (Path(run_dir) / "run.json").is_file():
+        raise TrainError(f"{run_dir}: no run.json; give the --out folder of a finished `datamix train`")
+    run_cfg = json.loads((Path(run_dir) / "run.json").read_text())["config"]
+    model, tokenizer, processor = load_model(run_dir).eval(), load_tokenizer(run_dir), load_processor(run_dir)
+    rows = []
+    for q in short_questions(Path(mix_dir)):
+        if len(rows) >= n:
+            break
+        pred = answer(model, tokenizer, processor, run_cfg, q["question"], q.pop("image"), max_new_tokens)
+        rows.append({**q, "prediction": pred, "accuracy": vqa_accuracy(pred, q["references"])})
+        if len(rows) <= 10:
+            echo(f"  {q['question'][:50]:<50} -> {pred[:30]!r:<32} (answer {q['answer']!r})")
+    if not rows:
+        raise TrainError(f"{mix_dir}: no short-answer (vqa_short) image questions to evaluate")
+    summary = summarize(rows)
+    (Path(run_dir) / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    echo(f"VQA accuracy {summary['accuracy']:.1%} on {summary['questions']} questions | majority answer "
+         f"{summary['majority_baseline']:.1%} ({summary['majority_answer']!r}) | per-question majority "
+         f"{summary['question_prior_baseline']:.1%} | mean answer length {summary['mean_answer_words']:.2f} words")
+    return summary
+
+
+def summarize(rows: list[dict]) -> dict:
+    golds = [normalize_answer(r["answer"]) for r in rows]
+    majority, _ = Counter(golds).most_common(1)[0]
+    by_question = defaultdict(Counter)
+    for r, g in zip(rows, golds):
+        by_question[r["question"]][g] += 1
+    prior = {q: c.most_common(1)[0][0] for q, c in by_question.items()}
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    return {"questions": len(rows), "accuracy": mean([r["accuracy"] for r in rows]),
+            "majority_answer": majority,
+            "majority_baseline": mean([vqa_accuracy(majority, r["references"]) for r in rows]),
+            "question_prior_baseline": mean([vqa_accuracy(prior[r["question"]], r["references"]) for r in rows]),
+            "mean_answer_words": mean([len(r["prediction"].split()) for r in rows])}
