@@ -69,7 +69,7 @@ def llava_config(vision_config, text_config, *, tokenizer, projector: str) -> Ll
     return LlavaConfig(vision_config=vision_config, text_config=text_config,
                        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), image_seq_length=patches,
                        vision_feature_layer=-2, vision_feature_select_strategy="default",
-                       projector_hidden_act="gelu", projector_type=projector)
+                       projector_hidden_act="gelu", projector_type=projector, loss_type="ForCausalLM")
 
 
 def build_tiny(tiny: TinyModelConfig, tokenizer, *, projector: str, seed: int) -> DatamixLlava:
