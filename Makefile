@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
+	bash scripts/system-deps.sh
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
