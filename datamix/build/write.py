@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from datamix.build.pick import COPY, EXTENSIONS, REVERIFY, Picked
 from datamix.build.workers import Mapper
+from datamix.errors import BuildError
 from datamix.images import resolve_image, verify_image
 from datamix.prompts import PromptPolicy, apply_format_prompt
 from datamix.schema import Sample
@@ -147,9 +148,9 @@ def _bucket_line(sample: Sample, picked: Picked, row: int, copy: int, position: 
     return line, row_dict["id"]
 
 
-def load_member_images(args: tuple[str | None, dict, int, int]) -> list[tuple[str, bytes, str | None]] | str:
+def load_member_images(args: tuple[str | None, dict, int]) -> list[tuple[str, bytes, str | None]] | str:
     """Worker: (extension, bytes, re-encode note) per image of a sample, as verified in the pick step."""
-    root, entry, max_pixels, _ = args
+    root, entry, max_pixels = args
     images = entry["row"]["images"]
     if entry["code"] == COPY:
         path = resolve_image(Path(root), images[0])
@@ -170,10 +171,10 @@ def write_shards(bucket_dir: Path, writer: ShardWriter, roots: dict[str, str | N
     for bucket in sorted(bucket_dir.glob("*.jsonl")):
         entries = [json.loads(line) for line in bucket.read_text(encoding="utf-8").splitlines()]
         entries = sorted((e for e in entries if e["p"] >= skip_before), key=lambda e: e["p"])
-        jobs = ((roots[e["row"]["source"]], e, max_pixels, 0) for e in entries)
+        jobs = ((roots[e["row"]["source"]], e, max_pixels) for e in entries)
         for entry, images in zip(entries, pool.imap(load_member_images, jobs, chunksize=16)):
-            if isinstance(images, str):
-                raise RuntimeError(f"{entry['row']['id']}: {images}")
+            if isinstance(images, str):  # verified minutes ago, unusable now: the input is being modified
+                raise BuildError(f"{entry['row']['id']}: {images}; rerun the build once the inputs are stable")
             member = _member_dict(entry, images, key_width)
             writer.write(member)
             tally.add(member["__key__"], writer.shard_name(writer.index), entry["row"],
