@@ -21,6 +21,8 @@ echo; echo "== 4. the 25% / 50% ladder (exact per source, nested) and a check of
 $DATAMIX subsample "$OUT/mix" --ratios 0.25,0.5 --out "$OUT/ladder"
 $DATAMIX verify "$OUT/mix"
 
-echo; echo "== 5. what the mix contains"
+echo; echo "== 5. what the mix contains (and how the 50% rung compares with it)"
 $DATAMIX show "$OUT/mix" --n 2
-.venv/bin/python scripts/summarize.py "$OUT/mix/stats.json"
+$DATAMIX stats "$OUT/mix" --report "$OUT/report"
+$DATAMIX stats "$OUT/mix" "$OUT/ladder/demo-mix-r0.5"
+echo "report: $OUT/report/index.html"

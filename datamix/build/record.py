@@ -54,15 +54,27 @@ def write_rejects(out: Path, prepared: list[PreparedSource], picks: list[Picked]
     tmp.replace(out / "rejects.jsonl")
 
 
+def mix_statistics(out: Path, recipe: Recipe, prepared: list[PreparedSource], per_source: dict) -> dict:
+    """The figures `datamix stats` prints, from the index just written, plus what only the build knows."""
+    from datamix.stats import mix_records, stats_of_files
+
+    counts = {name: {k: c[k] for k in ("available", "requested", "selected", "written")}
+              for name, c in per_source.items()}
+    figures = stats_of_files([out / "index.parquet"], "image_sha256", name=recipe.name, kind="mix",
+                             order=[p.name for p in prepared],
+                             records=mix_records(counts, out / "rejects.jsonl"))
+    for name in figures["sources"]:  # keep the build-only keys (image bytes, re-encodings, shortfall)
+        figures["sources"][name] = per_source[name] | figures["sources"][name]
+    return figures
+
+
 def write_records(out: Path, recipe: Recipe, prepared: list[PreparedSource], picks: list[Picked],
                   shards: list[ShardRecord], stats: dict[str, SourceStats], digests: dict[str, str],
                   total: int) -> dict:
     write_rejects(out, prepared, picks)
     per_source = {p.name: source_counts(p, k, stats[p.name]) | stats[p.name].to_dict()
                   for p, k in zip(prepared, picks)}
-    for counts in per_source.values():
-        counts["share"] = round(counts["samples"] / total, 6) if total else 0.0
-    write_json(out / "stats.json", {"mix": recipe.name, "samples": total, "sources": per_source})
+    write_json(out / "stats.json", mix_statistics(out, recipe, prepared, per_source))
     manifest = {
         "format": MANIFEST_FORMAT,
         "name": recipe.name,

@@ -1,0 +1,71 @@
+"""`--report DIR`: one self-contained HTML page (charts embedded as PNG data URIs, also saved beside it)
+plus the same tables as the terminal. A small inline script marks the page `data-charts="loaded"` once
+every chart image has decoded, which the headless-browser test checks."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+from datamix.stats import charts
+from datamix.stats.tables import Table, compare_table, overlap_note, stats_tables
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:.5em 0 .2em;font-size:14px}th,td{padding:3px 10px;text-align:right}
+th:first-child,td:first-child{text-align:left}th{border-bottom:2px solid #444}tr:last-child td{border-top:1px solid #888;font-weight:600}
+.note{color:#666;font-size:13px;margin-bottom:1.5em}img{max-width:100%;display:block;margin:1em 0}"""
+SCRIPT = """<script>
+function chartsReady(){const imgs=[...document.images];
+ if(imgs.every(i=>i.complete)){document.body.dataset.charts=imgs.every(i=>i.naturalWidth>0)?'loaded':'broken';}
+ else setTimeout(chartsReady,20);}
+window.addEventListener('load',chartsReady);
+</script>"""
+
+
+def html_table(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in table.headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table.rows)
+    note = f'<div class="note">{html.escape(table.note)}</div>' if table.note else ""
+    return f"<h3>{html.escape(table.title)}</h3><table><tr>{head}</tr>{body}</table>{note}"
+
+
+def chart_pngs(stats: dict, other: dict | None = None) -> dict[str, bytes]:
+    series = [(stats["name"], {k: v["share"] for k, v in stats["sources"].items()})]
+    if other is not None:
+        series.append((other["name"], {k: v["share"] for k, v in other["sources"].items()}))
+    out = {"shares.png": charts.shares(series)}
+    if "histograms" in stats:
+        out["lengths.png"] = charts.lengths(stats["histograms"], stats["length_unit"])
+    out["yes_no.png"] = charts.yes_no(stats)
+    if "histograms" in stats:
+        out["turns.png"] = charts.turns(stats["histograms"])
+    return out
+
+
+def write_report(out_dir: str | Path, stats: dict, comparison: dict | None = None, other: dict | None = None,
+                 against: dict | None = None) -> Path:
+    """Write DIR/index.html (self-contained), DIR/*.png and DIR/stats.json; return the page's path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pngs = chart_pngs(stats, other)
+    for name, data in pngs.items():
+        (out / name).write_bytes(data)
+    parts = [f"<h1>datamix stats: {html.escape(stats['name'])}</h1>",
+             f"<p>{stats['samples']:,} samples ({html.escape(stats['kind'])}); lengths in "
+             f"{html.escape(stats['length_unit'])}{' (' + html.escape(stats['tokenizer']) + ')' if stats['tokenizer'] else ''}."
+             f" {html.escape(overlap_note(stats))}</p>"]
+    for name, data in pngs.items():
+        uri = "data:image/png;base64," + base64.b64encode(data).decode()
+        parts.append(f'<img alt="{name[:-4]}" src="{uri}">')
+    parts += [html_table(t) for t in stats_tables(stats)]
+    if comparison is not None:
+        parts.append(html_table(compare_table(comparison)))
+    if against is not None:
+        parts.append(html_table(compare_table(against)))
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>datamix stats: {html.escape(stats['name'])}"
+            f"</title><style>{STYLE}</style>{SCRIPT}</head><body>{''.join(parts)}</body></html>")
+    (out / "index.html").write_text(page, encoding="utf-8")
+    (out / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return out / "index.html"
