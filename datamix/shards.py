@@ -13,9 +13,9 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from webdataset import TarWriter
-
-FIXED_MTIME = 0.0  # reproducible tars: no wall-clock time in the headers
+# Reproducible tars: no wall-clock time in the headers. An int, not 0.0: tarfile writes a float mtime
+# as an extra 1 KiB PAX header per member, which nearly tripled the size of small-image shards.
+FIXED_MTIME = 0
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class ShardWriter:
         self.journal = journal
         self.index, self.position = start_index, start_position
         self.records: list[ShardRecord] = []
-        self._tar: TarWriter | None = None
+        self._tar = None  # webdataset.TarWriter while a shard is open
         self._file: _HashingFile | None = None
         self._count = self._first = 0
 
@@ -74,6 +74,10 @@ class ShardWriter:
         self.position += 1
 
     def _open(self) -> None:
+        # Imported here: `import webdataset` pulls in torch (2 s, 200 MB), which the build's worker
+        # processes, importing this module for its helpers, never need.
+        from webdataset import TarWriter
+
         self._file = _HashingFile(self.out_dir / (self.shard_name(self.index) + ".tmp"))
         self._tar = TarWriter(self._file, encoder=False, mtime=FIXED_MTIME, user="datamix", group="datamix")
         self._count, self._first = 0, self.position

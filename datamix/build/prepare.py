@@ -14,6 +14,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from datamix import __version__
@@ -23,7 +24,7 @@ from datamix.ledger import Ledger
 from datamix.recipe import Recipe, SourceSpec
 from datamix.schema import validate
 from datamix.shards import sha256_file
-from datamix.table import read_samples, write_samples
+from datamix.table import table_to_samples, write_samples
 
 
 @dataclass
@@ -74,12 +75,9 @@ def prepare_source(recipe: Recipe, spec: SourceSpec, work: Path) -> PreparedSour
 
 
 def _validated_parquet(spec: SourceSpec, inputs: list[dict], folder: Path) -> PreparedSource:
-    """A Parquet file made elsewhere is checked sample by sample; invalid rows are filtered into a copy."""
-    rejects = []
-    for sample in read_samples(spec.parquet):
-        reason = validate(sample)
-        if reason:
-            rejects.append({"source": sample.source, "id": sample.id, "stage": "validate", "reason": reason})
+    """A Parquet file made elsewhere is checked sample by sample, batch by batch; invalid rows are
+    filtered into a copy (the common case, all valid, reads the file once and writes nothing)."""
+    rejects = [r for batch in _batches(spec.parquet) for r in _invalid(batch)]
     n = pq.read_metadata(spec.parquet).num_rows
     summary = {"source": spec.name, "records_in": n, "records_out": n - len(rejects), "samples_out": n - len(rejects),
                "rejected": len(rejects), "rejected_by_reason": Ledger(spec.name, rejects=rejects).by_reason()}
@@ -87,8 +85,19 @@ def _validated_parquet(spec: SourceSpec, inputs: list[dict], folder: Path) -> Pr
         return PreparedSource(spec, spec.parquet, inputs, conversion=summary)
     folder.mkdir(parents=True, exist_ok=True)
     bad = {r["id"] for r in rejects}
-    write_samples(folder / "validated.parquet", (s for s in read_samples(spec.parquet) if s.id not in bad))
+    write_samples(folder / "validated.parquet",
+                  (s for batch in _batches(spec.parquet) for s in table_to_samples(batch) if s.id not in bad))
     return PreparedSource(spec, folder / "validated.parquet", inputs, conversion=summary, rejects=rejects)
+
+
+def _batches(path: Path):
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
+        yield pa.Table.from_batches([batch])
+
+
+def _invalid(table: pa.Table) -> list[dict]:
+    return [{"source": s.source, "id": s.id, "stage": "validate", "reason": reason}
+            for s in table_to_samples(table) if (reason := validate(s))]
 
 
 def prepare_in_worker(args: tuple[Recipe, SourceSpec, Path]) -> PreparedSource:
