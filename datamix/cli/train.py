@@ -17,12 +17,12 @@ def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: model, checkpoints, metrics.")],
     stage: Annotated[str, typer.Option(help="pretrain (stage 1: projector only) or finetune (stage 2: + LLM).")]
     = "finetune",
-    vision: Annotated[str, typer.Option(help="Local HF folder of a CLIP vision model; default: tiny random.")]
+    vision: Annotated[str | None, typer.Option(help="Local HF folder of a CLIP vision model; default: tiny random.")]
     = None,
-    llm: Annotated[str, typer.Option(help="Local HF folder of a causal LM (e.g. Vicuna-7B-v1.5); default: tiny.")]
+    llm: Annotated[str | None, typer.Option(help="Local HF folder of a causal LM (e.g. Vicuna-7B-v1.5); default: tiny.")]
     = None,
     projector: Annotated[str, typer.Option(help="mlp2x_gelu, linear (LLaVA-1) or mlpNx_gelu.")] = "mlp2x_gelu",
-    projector_from: Annotated[str, typer.Option(help="Stage-1 run folder whose projector starts this run.")] = None,
+    projector_from: Annotated[str | None, typer.Option(help="Stage-1 run folder whose projector starts this run.")] = None,
     max_steps: Annotated[int, typer.Option(help="Stop after this many optimizer steps (0: the epochs decide).")] = 0,
     epochs: Annotated[int, typer.Option(help="Passes over the mix.")] = 1,
     global_batch: Annotated[int, typer.Option(help="Samples per optimizer step over all processes "
@@ -35,7 +35,7 @@ def train(
     model_max_length: Annotated[int, typer.Option(help="Token limit per sample, image tokens included.")] = 2048,
     save_every: Annotated[int, typer.Option(help="Checkpoint every N steps (0: only at the end).")] = 0,
     workers: Annotated[int, typer.Option(help="DataLoader workers per process.")] = 2,
-    group_by_modality: Annotated[bool, typer.Option(
+    group_by_modality: Annotated[bool | None, typer.Option(
         help="Single-modality, length-grouped batches (LLaVA-1.5 stage 2).")] = None,
     precision: Annotated[str, typer.Option(help="auto (bf16 where supported), fp32 or bf16.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seeds the random model, the shard order and the shuffles.")] = 0,

@@ -45,17 +45,9 @@ def latest_checkpoint(run_dir: Path) -> Path:
     return found[-1]
 
 
-def load_training_state(ckpt: Path, model, optimizer, scheduler) -> dict:
-    """Restore trainable weights, optimizer and scheduler in place; return the saved state."""
-    from safetensors.torch import load_file
-
-    weights = {}
-    for f in sorted(ckpt.glob("model*.safetensors")):
-        weights.update(load_file(f))
-    missing = [n for n, p in model.named_parameters() if p.requires_grad and n not in weights]
-    if missing:
-        raise TrainError(f"{ckpt}: checkpoint lacks {len(missing)} trainable tensor(s), e.g. {missing[0]}")
-    model.load_state_dict(weights, strict=False)
+def load_training_state(ckpt: Path, optimizer, scheduler) -> dict:
+    """Restore optimizer and scheduler in place; return the saved state. The weights were loaded with
+    `from_pretrained(ckpt)` (setup.build_model): transformers may rename keys on disk, so never by hand."""
     saved = torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True)
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])

@@ -24,8 +24,8 @@ class TrainError(DatamixError):
 class TinyModelConfig:
     """The offline default: a randomly initialised CLIP tower and Llama LM small enough for a laptop CPU."""
 
-    vit_image_size: int = 64  # demo images are 96x96 flat shapes; 64 px keeps every shape >= 1 patch wide
-    vit_patch_size: int = 8  # -> 8x8 = 64 image tokens (the real model has 576)
+    vit_image_size: int = 48  # demo images: 96 px, one shape per cell of a 3x3 grid; at 48 px a cell = a patch
+    vit_patch_size: int = 16  # -> 3x3 = 9 image tokens (the real model has 576)
     vit_hidden: int = 64
     vit_layers: int = 3  # features come from layer -2, so at least 2
     vit_heads: int = 4

@@ -195,7 +195,7 @@ class MixStream(IterableDataset):
             if k < self.skip[worker]:
                 continue
             out = collate([self.encoder(s) for s in batch], self.encoder.tokenizer.pad_token_id)
-            out["worker"] = worker
+            out["worker"], out["ids"] = worker, [s.get("id", "?") for s in batch]
             yield out
 
 

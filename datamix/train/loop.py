@@ -10,6 +10,7 @@ incomplete last global batch is dropped.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -37,6 +38,15 @@ def init_distributed() -> tuple[int, int, torch.device]:
         torch.cuda.set_device(local)
         return rank, world, torch.device("cuda", local)
     return rank, world, torch.device("cpu")
+
+
+def cpu_threads(cfg: TrainConfig, world: int) -> None:
+    """Leave a core to the data workers and one core per process: on a small shared CPU, more intra-op threads
+    than free cores make every step several times slower (measured 10x on 2 busy cores)."""
+    if "OMP_NUM_THREADS" in os.environ:
+        return
+    per_process = (os.cpu_count() or 1) // world - (1 if cfg.workers else 0)
+    torch.set_num_threads(max(1, per_process))
 
 
 def autocast(cfg: TrainConfig, device: torch.device):
@@ -100,28 +110,24 @@ def train(cfg: TrainConfig, mix_dir: Path, out_dir: Path, *, resume: bool = Fals
 
 def _train(cfg, mix_dir, out_dir, rank, world, device, resume, stop_after, echo) -> dict:
     shards, n_samples = mix_shards(mix_dir)
-    check_slots(len(shards), world, cfg.workers)
-    accum = cfg.grad_accum(world)
+    check_slots(len(shards), world, cfg.workers)  # before anything is written
+    cfg.grad_accum(world)
+    if device.type == "cpu":
+        cpu_threads(cfg, world)
     cfg, tokenizer, processor = prepare_run(cfg, mix_dir, out_dir, rank=rank, world=world, resume=resume)
+    check_slots(len(shards), world, cfg.workers)  # again: a resumed run uses its saved config
+    accum = cfg.grad_accum(world)
     model, params = build_model(cfg, tokenizer, out_dir, resume=resume)
     model.to(device)
     total = plan_steps(cfg, mix_dir, n_samples)
     optimizer, scheduler = make_optimizer(cfg, params, total)
-    state = {"step": 0, "epoch": 0, "consumed": [[0] * max(cfg.workers, 1) for _ in range(world)]}
-    if resume:
-        state = ckpt.load_training_state(ckpt.latest_checkpoint(out_dir), model, optimizer, scheduler)
-        if len(state["consumed"]) != world:
-            raise TrainError(f"--resume: the checkpoint was written by {len(state['consumed'])} process(es); "
-                             f"resume with the same number ({world} now)")
-        if rank == 0:
-            truncate_metrics(out_dir / "metrics.jsonl", state["step"])
+    state = start_state(cfg, out_dir, optimizer, scheduler, rank=rank, world=world, resume=resume)
     encoder = Encoder(tokenizer, processor, cfg.template, cfg.image_aspect, model.config.image_seq_length,
                       model.config.image_token_id, cfg.model_max_length)
     if rank == 0:
-        n_train = sum(p.numel() for p in params)
         echo(f"training {cfg.stage} ({cfg.template}, {cfg.image_aspect}) on {n_samples:,} samples in {len(shards)} "
              f"shards: {total} steps x global batch {cfg.global_batch} ({world} proc x micro {cfg.micro_batch} x "
-             f"accum {accum}), lr {cfg.lr:g}, {n_train:,} trainable parameters -> {out_dir}")
+             f"accum {accum}), lr {cfg.lr:g}, {sum(p.numel() for p in params):,} trainable parameters -> {out_dir}")
     ddp = model
     if world > 1:
         # Text-only batches leave the projector unused in stage 2, hence find_unused_parameters.
@@ -129,13 +135,35 @@ def _train(cfg, mix_dir, out_dir, rank, world, device, resume, stop_after, echo)
     run = _Run(cfg, ddp, model, optimizer, scheduler, params, encoder, shards, rank, world, device, accum, total,
                out_dir, echo)
     run.loop(state, stop_after)
-    if stop_after and state["step"] >= stop_after:
-        return state
-    if rank == 0:
-        model.save_pretrained(out_dir, safe_serialization=True)
-        png = plot_loss(out_dir / "metrics.jsonl", out_dir / "loss.png")
-        echo(f"saved the model to {out_dir}" + (f"; loss curve {png}" if png else ""))
+    if not (stop_after and state["step"] >= stop_after):
+        finish(run, state, out_dir, echo)
     return state
+
+
+def start_state(cfg, out_dir, optimizer, scheduler, *, rank, world, resume) -> dict:
+    """Step, epoch and batches consumed per rank and worker: zeros, or the last checkpoint's on --resume."""
+    if not resume:
+        return {"step": 0, "epoch": 0, "consumed": [[0] * max(cfg.workers, 1) for _ in range(world)]}
+    state = ckpt.load_training_state(ckpt.latest_checkpoint(out_dir), optimizer, scheduler)
+    if len(state["consumed"]) != world:
+        raise TrainError(f"--resume: the checkpoint was written by {len(state['consumed'])} process(es); "
+                         f"resume with the same number ({world} now)")
+    if rank == 0:
+        truncate_metrics(out_dir / "metrics.jsonl", state["step"])
+    return state
+
+
+def finish(run, state: dict, out_dir: Path, echo) -> None:
+    """summary.json (what each process saw, whether their weights agree), the final model, the loss curve."""
+    summary = run.summary(state)
+    if run.rank != 0:
+        return
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    if not summary["ranks_in_sync"]:
+        raise TrainError("the processes ended with different weights (DDP out of sync); see summary.json")
+    run.model.save_pretrained(out_dir, safe_serialization=True)
+    png = plot_loss(out_dir / "metrics.jsonl", out_dir / "loss.png")
+    echo(f"saved the model to {out_dir}" + (f"; loss curve {png}" if png else ""))
 
 
 class _Run:
@@ -148,6 +176,7 @@ class _Run:
         self.rank, self.world, self.device, self.accum, self.total = rank, world, device, accum, total
         self.out_dir, self.echo = out_dir, echo
         self.bar = None
+        self.seen, self.n_seen = hashlib.sha256(), 0  # what this process trained on, for summary.json
 
     def stream(self, epoch: int, skip: list[int]) -> MixStream:
         cfg = self.cfg
@@ -189,6 +218,9 @@ class _Run:
                 return False
             meter.fetched(time.perf_counter() - t0, batch)
             taken[batch.pop("worker")] += 1
+            for sample_id in batch.pop("ids"):
+                self.seen.update(sample_id.encode() + b"\n")
+                self.n_seen += 1
             sync = micro == self.accum - 1 or self.world == 1
             with (contextlib.nullcontext() if sync else self.ddp.no_sync()), autocast(self.cfg, self.device):
                 loss = self.ddp(**{k: v.to(self.device) for k, v in batch.items() if v is not None}).loss
@@ -216,6 +248,17 @@ class _Run:
             append_metrics(self.out_dir / "metrics.jsonl", row)
             self.bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", data_wait=f"{row['data_wait']:.0%}")
             self.bar.update(1)
+
+    def summary(self, state: dict) -> dict:
+        """Per process: samples seen and their digest, and a weight checksum that must agree across processes."""
+        checksum = float(sum(p.detach().double().sum() for p in self.params))
+        mine = {"rank": self.rank, "samples": self.n_seen, "ids_sha256": self.seen.hexdigest(), "weights": checksum}
+        ranks = [mine]
+        if self.world > 1:
+            ranks = [None] * self.world
+            dist.all_gather_object(ranks, mine)
+        return {"steps": state["step"], "epochs_started": state["epoch"] + 1, "world_size": self.world,
+                "ranks": ranks, "ranks_in_sync": len({r["weights"] for r in ranks}) == 1}
 
     def save(self, state: dict) -> None:
         if self.world > 1:  # every rank's data position goes into the one checkpoint

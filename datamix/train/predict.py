@@ -93,7 +93,7 @@ def summarize(rows: list[dict]) -> dict:
     for r, g in zip(rows, golds):
         by_question[r["question"]][g] += 1
     prior = {q: c.most_common(1)[0][0] for q, c in by_question.items()}
-    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    mean = lambda xs: sum(xs) / len(xs)
     return {"questions": len(rows), "accuracy": mean([r["accuracy"] for r in rows]),
             "majority_answer": majority,
             "majority_baseline": mean([vqa_accuracy(majority, r["references"]) for r in rows]),

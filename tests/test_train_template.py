@@ -1,0 +1,126 @@
+"""Templates and label masking (LLAVA15.md §2.2, §4): rendered bytes, supervised spans, image tokens, length limit."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("torch")
+
+from datamix.train.config import TrainError
+from datamix.train.template import IGNORE_INDEX, encode, normalize_turns, render, supervised_spans
+from datamix.train.tokenizer import train_tokenizer
+
+N_IMG = 5  # image tokens per <image>
+PROMPT = "Answer the question using a single word or phrase."
+CORPUS = ["What color is the circle?", "How many squares are there?", "Is there a triangle?", PROMPT,
+          "red blue green yellow purple yes no 0 1 2 3", "What is 3 + 4? 3 + 4 = 7.",
+          "I can see two shapes: a red square and a blue circle."] * 20
+
+
+def _metaspace_tokenizer():
+    """A SentencePiece-like tokenizer (Metaspace, dummy prefix), the kind Vicuna's is, built offline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    tok.decoder = decoders.Sequence([decoders.Metaspace(replacement="▁", prepend_scheme="first"),
+                                     decoders.ByteFallback()])
+    specials = ["<unk>", "<s>", "</s>", "<image>"] + [f"<0x{i:02X}>" for i in range(256)]
+    tok.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=600, special_tokens=specials))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="<unk>", extra_special_tokens=["<image>"])
+
+
+@pytest.fixture(scope="module", params=["byte-level", "metaspace"])
+def tok(request):
+    return train_tokenizer(CORPUS, vocab_size=400) if request.param == "byte-level" else _metaspace_tokenizer()
+
+
+def enc(tok, conv, template="vicuna_v1", max_length=4096, **kw):
+    return encode(tok, conv, template=template, image_seq_length=N_IMG, image_token_id=tok.convert_tokens_to_ids(
+        "<image>"), max_length=max_length, **kw)
+
+
+def turns(*values, image=True):
+    conv = [{"from": ("human", "gpt")[i % 2], "value": v} for i, v in enumerate(values)]
+    if image:
+        conv[0]["value"] = "<image>\n" + conv[0]["value"]
+    return conv
+
+
+TWO_ROUNDS = turns(f"Q1\n{PROMPT}", "A1", "Q2", "A2")
+
+
+def test_vicuna_v1_renders_the_documented_bytes():
+    text, _ = render(normalize_turns(TWO_ROUNDS), "vicuna_v1")
+    assert text == ("A chat between a curious user and an artificial intelligence assistant. The assistant gives "
+                    "helpful, detailed, and polite answers to the user's questions. USER: <image>\nQ1\nAnswer the "
+                    "question using a single word or phrase. ASSISTANT: A1</s>USER: Q2 ASSISTANT: A2</s>")
+
+
+def test_generation_prompt_is_the_training_prefix():
+    prompt, _ = render(normalize_turns(TWO_ROUNDS[:1]), "vicuna_v1", generation=True)
+    full, _ = render(normalize_turns(TWO_ROUNDS[:2]), "vicuna_v1")
+    assert prompt.endswith("USER: <image>\nQ1\n" + PROMPT + " ASSISTANT:")
+    assert full.startswith(prompt)
+
+
+def test_image_token_moves_to_the_front():
+    conv = [{"from": "human", "value": "What is this?\n<image>"}, {"from": "gpt", "value": "red"}]
+    assert normalize_turns(conv)[0][1] == "<image>\nWhat is this?"
+
+
+@pytest.mark.parametrize("conv", [
+    turns("What color is the circle?", "red"),
+    turns(f"How many squares are there?\n{PROMPT}", "2", "Is there a triangle?", "no", "What color is the circle?",
+          "blue"),
+    turns("What is 3 + 4?", "3 + 4 = 7.", "And 3 + 3?", "It is 6.", image=False),
+    turns("What shapes can you see?", "I can see two shapes: a red square and a blue circle."),
+], ids=["one-round", "multi-round", "text-only", "image-long-answer"])
+def test_each_supervised_span_decodes_to_its_answer_and_eos(tok, conv):
+    e = enc(tok, conv)
+    answers = [t["value"] for t in conv if t["from"] == "gpt"]
+    spans = [tok.decode(s) for s in supervised_spans(e.labels)]
+    assert [s.strip() for s in spans] == [a + "</s>" for a in answers]
+    assert e.input_ids[0] == tok.bos_token_id and e.labels[0] == IGNORE_INDEX
+    image_id = tok.convert_tokens_to_ids("<image>")
+    positions = [i for i, t in enumerate(e.input_ids) if t == image_id]
+    assert len(positions) == (N_IMG if "<image>" in conv[0]["value"] else 0)
+    assert all(e.labels[i] == IGNORE_INDEX for i in positions)
+    # Everything else is masked: system prompt and user turns never reach the loss.
+    assert sum(lab != IGNORE_INDEX for lab in e.labels) == sum(len(s) for s in supervised_spans(e.labels))
+    assert "USER" not in "".join(spans) and "curious" not in "".join(spans)
+
+
+def test_plain_template_is_image_caption_newline(tok):
+    conv = turns("Render a clear and concise summary of the photo.", "a red square")
+    e = enc(tok, conv, template="plain")
+    assert e.text == "<image>a red square\n"  # the instruction is dropped, no </s>
+    assert e.input_ids[:1 + N_IMG] == [tok.bos_token_id] + [tok.convert_tokens_to_ids("<image>")] * N_IMG
+    assert e.labels[:1 + N_IMG] == [IGNORE_INDEX] * (1 + N_IMG)
+    assert all(lab != IGNORE_INDEX for lab in e.labels[1 + N_IMG:])
+    assert tok.eos_token_id not in e.input_ids
+    assert tok.decode(e.labels[1 + N_IMG:]).strip() == "a red square"
+
+
+def test_length_limit_counts_the_image_tokens(tok):
+    full = enc(tok, TWO_ROUNDS)
+    first_image = full.input_ids.index(tok.convert_tokens_to_ids("<image>"))
+    limit = first_image + N_IMG + 3
+    cut = enc(tok, TWO_ROUNDS, max_length=limit)
+    assert len(cut.input_ids) == len(cut.labels) == limit
+    assert cut.input_ids == full.input_ids[:limit]
+    with pytest.raises(TrainError, match="cuts into the image tokens"):
+        enc(tok, TWO_ROUNDS, max_length=first_image + 2)
+
+
+def test_broken_alternation_is_a_clear_error(tok):
+    conv = turns("Q", "A") + [{"from": "gpt", "value": "again"}]
+    with pytest.raises(TrainError, match="alternate"):
+        enc(tok, conv, sample_id="x/1")
+
+
+def test_leading_non_human_turns_are_dropped(tok):
+    conv = [{"from": "system", "value": "Be brief."}] + turns("Q", "A", image=False)
+    assert "Be brief" not in enc(tok, conv).text
