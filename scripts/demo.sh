@@ -26,3 +26,14 @@ $DATAMIX show "$OUT/mix" --n 2
 $DATAMIX stats "$OUT/mix" --report "$OUT/report"
 $DATAMIX stats "$OUT/mix" "$OUT/ladder/demo-mix-r0.5"
 echo "report: $OUT/report/index.html"
+
+echo; echo "== 6. train the bundled tiny LLaVA-1.5 on a larger demo mix, then answer held-out questions"
+$DATAMIX demo-data "$OUT/train_raw" --seed 0 --n-images 2400
+DATAMIX_DATA="$PWD/$OUT/train_raw" $DATAMIX build recipes/demo.yaml --out "$OUT/train_mix" --workers 2 | tail -1
+$DATAMIX demo-data "$OUT/heldout_raw" --seed 1 --n-images 400
+DATAMIX_DATA="$PWD/$OUT/heldout_raw" $DATAMIX build recipes/demo.yaml --out "$OUT/heldout_mix" | tail -1
+start=$(date +%s)
+$DATAMIX train "$OUT/train_mix" --stage pretrain --out "$OUT/run-stage1" --max-steps 100
+$DATAMIX train "$OUT/train_mix" --stage finetune --projector-from "$OUT/run-stage1" --out "$OUT/run-stage2" --epochs 4
+$DATAMIX predict "$OUT/run-stage2" "$OUT/heldout_mix" --n 300
+echo "training and evaluation took $(( ($(date +%s) - start) / 60 )) min $(( ($(date +%s) - start) % 60 )) s"

@@ -188,7 +188,7 @@ class _Run:
     def loop(self, state: dict, stop_after: int) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=self.total, initial=state["step"], disable=self.rank != 0, desc=self.cfg.stage,
+        self.bar = tqdm(total=self.total, initial=state["step"], disable=True if self.rank != 0 else None, desc=self.cfg.stage,
                         dynamic_ncols=True)
         self.ddp.train()
         while state["step"] < self.total:
