@@ -12,8 +12,9 @@ survives a bad record (so one malformed record is a rejection, not a crashed con
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +110,23 @@ def _iter_lines(path: Path, data: bytes, type_: Any, required_key: str) -> Itera
             yield i, None, f"malformed_record: {exc}"
         except msgspec.DecodeError as exc:
             yield i, None, f"invalid_json: line {i + 1}: {exc}"
+
+
+def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    """One JSON object per line (sorted keys, UTF-8), written to a temporary name and renamed when complete."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def load_json_file(path: Path, fix: str) -> Any:
+    """A small JSON file (a manifest, a reference); invalid JSON is an InputError that says `fix`."""
+    from datamix.errors import InputError
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc}){fix}") from None

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from datamix.jsonio import write_jsonl
 
 
 @dataclass
@@ -44,12 +45,7 @@ class Ledger:
         return self.records_in == self.records_out + self.rejected
 
     def write(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            for entry in self.rejects:
-                f.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
-        tmp.replace(path)
+        write_jsonl(Path(path), self.rejects)
 
     def summary(self) -> dict:
         return {"source": self.source, "records_in": self.records_in, "records_out": self.records_out,

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from datamix.errors import InputError
+from datamix.jsonio import load_json_file
 
 MANIFEST = "manifest.json"
 INDEX = "index.parquet"
@@ -30,10 +31,7 @@ def load_manifest(mix_dir: str | Path) -> dict:
     path = mix_dir / MANIFEST
     if not path.is_file():
         raise InputError(f"{mix_dir}: not a finished mix (no manifest.json); run datamix build")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc}); rebuild the mix") from None
+    manifest = load_json_file(path, "; rebuild the mix")
     if not isinstance(manifest, dict) or "shards" not in manifest or "name" not in manifest:
         raise InputError(f"{path}: not a datamix manifest (no name/shards)")
     return manifest

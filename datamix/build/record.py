@@ -12,6 +12,7 @@ from datamix import __version__
 from datamix.build.pick import Picked
 from datamix.build.prepare import PreparedSource
 from datamix.build.write import SourceStats
+from datamix.jsonio import write_jsonl
 from datamix.recipe import Recipe
 from datamix.shards import ShardRecord, sha256_file
 
@@ -43,15 +44,10 @@ def source_counts(source: PreparedSource, picked: Picked, stats: SourceStats) ->
 
 
 def write_rejects(out: Path, prepared: list[PreparedSource], picks: list[Picked]) -> None:
-    tmp = out / "rejects.jsonl.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for source, picked in zip(prepared, picks):
-            for entry in source.rejects:
-                f.write(json.dumps(entry | {"source": source.name, "converter": entry["source"]},
-                                   sort_keys=True, ensure_ascii=False) + "\n")
-            for entry in picked.rejects:
-                f.write(json.dumps(entry, sort_keys=True, ensure_ascii=False) + "\n")
-    tmp.replace(out / "rejects.jsonl")
+    """Per source in recipe order: conversion rejects (relabelled with the recipe's source name), then images."""
+    write_jsonl(out / "rejects.jsonl", (
+        entry for source, picked in zip(prepared, picks)
+        for entry in [r | {"source": source.name, "converter": r["source"]} for r in source.rejects] + picked.rejects))
 
 
 def mix_statistics(out: Path, recipe: Recipe, prepared: list[PreparedSource], per_source: dict) -> dict:

@@ -8,13 +8,13 @@ computes the figures: id, source, task, conversations, policy (from meta) and `i
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from datamix.errors import InputError
+from datamix.jsonio import load_json_file
 from datamix.mix import INDEX, MANIFEST, load_manifest
 
 RECORD_KEYS = ("available", "requested", "selected", "written")
@@ -120,10 +120,7 @@ def load_reference(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such reference file (see manifests/)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    data = load_json_file(path, "")
     if not isinstance(data, dict) or not isinstance(data.get("sources"), dict):
         raise InputError(f"{path}: not a reference manifest (expected {{'name', 'sources': {{name: "
                          "{'samples': n}}}}})")
