@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("torch")
 
 from datamix.train.config import TrainError
-from datamix.train.template import IGNORE_INDEX, encode, normalize_turns, render, supervised_spans
+from datamix.train.template import IGNORE_INDEX, encode, encode_many, normalize_turns, render, supervised_spans
 from datamix.train.tokenizer import train_tokenizer
 
 N_IMG = 5  # image tokens per <image>
@@ -124,3 +124,54 @@ def test_broken_alternation_is_a_clear_error(tok):
 def test_leading_non_human_turns_are_dropped(tok):
     conv = [{"from": "system", "value": "Be brief."}] + turns("Q", "A", image=False)
     assert "Be brief" not in enc(tok, conv).text
+
+
+def _reference_encode(tok, conv, template="vicuna_v1", max_length=4096):
+    """The original tokenization: the HF tokenizer's __call__ once per chunk, labels by span overlap."""
+    text, spans = render(normalize_turns(conv), template)
+    image_id = tok.convert_tokens_to_ids("<image>")
+    ids, labels, offset = [tok.bos_token_id], [IGNORE_INDEX], 0
+    for k, chunk in enumerate(text.split("<image>")):
+        if k:
+            ids, labels, offset = ids + [image_id] * N_IMG, labels + [IGNORE_INDEX] * N_IMG, offset + len("<image>")
+        if chunk:
+            e = tok(chunk, add_special_tokens=False, return_offsets_mapping=True)
+            for t, (a, b) in zip(e["input_ids"], e["offset_mapping"]):
+                a, b = a + offset, max(b, a + 1) + offset
+                ids.append(t)
+                labels.append(t if any(a < end and start < b for start, end in spans) else IGNORE_INDEX)
+        offset += len(chunk)
+    return ids[:max_length], labels[:max_length]
+
+
+MANY = [turns("What color is the circle?", "red"), turns(f"How many squares are there?\n{PROMPT}", "2", "Why?", "yes"),
+        turns("What is 3 + 4?", "3 + 4 = 7.", image=False), turns("Is there a triangle?", "no"),
+        [{"from": "human", "value": "<image>\nWhat color is the circle?<image>"}, {"from": "gpt", "value": "blue"}]]
+
+
+@pytest.mark.parametrize("template", ["vicuna_v1", "plain"])
+def test_batched_and_cached_encoding_is_the_per_chunk_encoding(tok, template):
+    convs = [c for c in MANY if template == "vicuna_v1" or "<image>" in c[0]["value"]]
+    kw = {"template": template, "image_seq_length": N_IMG, "image_token_id": tok.convert_tokens_to_ids("<image>"),
+          "max_length": 4096}
+    cache = {}
+    for _ in range(2):  # the second pass reads the system prompt's tokens from the cache
+        many = encode_many(tok, [(c, "?") for c in convs + convs], cache=cache, **kw)
+        for c, e in zip(convs + convs, many):
+            assert (e.input_ids, e.labels) == _reference_encode(tok, c, template)
+    before_images = {c for conv in convs for c in render(normalize_turns(conv), template)[0].split("<image>")[:-1]}
+    assert set(cache) == {c for c in before_images if c}  # only text before an <image>, e.g. the system prompt
+    assert len(cache) == (1 if template == "vicuna_v1" else 0)  # the system prompt; plain starts with <image>
+
+
+def test_encoding_falls_back_to_the_hf_call(tok):
+    """With truncation set on the backend tokenizer, the direct backend call could differ: __call__ is used."""
+    kw = {"template": "vicuna_v1", "image_seq_length": N_IMG, "image_token_id": tok.convert_tokens_to_ids("<image>"),
+          "max_length": 4096}
+    assert tok.backend_tokenizer.truncation is None
+    tok.backend_tokenizer.enable_truncation(10_000)
+    try:
+        got = [(e.input_ids, e.labels) for e in encode_many(tok, [(c, "?") for c in MANY], **kw)]
+    finally:
+        tok.backend_tokenizer.no_truncation()
+    assert got == [_reference_encode(tok, c) for c in MANY]

@@ -17,6 +17,7 @@ counts them (§4.5).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 
 from datamix.train.config import TrainError
@@ -90,20 +91,47 @@ def _render_vicuna(turns: list[tuple[str, str]], generation: bool) -> tuple[str,
 def encode(tokenizer, conversations: list[dict], *, template: str, image_seq_length: int, image_token_id: int,
            max_length: int, generation: bool = False, sample_id: str = "?") -> Encoded:
     """Render, tokenize and mask one conversation; the one entry point for training and for inference."""
+    return encode_many(tokenizer, [(conversations, sample_id)], template=template, image_seq_length=image_seq_length,
+                       image_token_id=image_token_id, max_length=max_length, generation=generation)[0]
+
+
+def encode_many(tokenizer, samples: list[tuple[list[dict], str]], *, template: str, image_seq_length: int,
+                image_token_id: int, max_length: int, generation: bool = False,
+                cache: dict | None = None) -> list[Encoded]:
+    """`encode` for several (conversations, sample_id) pairs; every text chunk is still tokenized on its own.
+
+    `cache` (a dict owned by the caller, for this tokenizer only) keeps the tokens of chunks that end at an
+    `<image>`: in vicuna_v1 that is the system prompt + "USER: ", the same in every image sample, so it is
+    tokenized once instead of once per sample. A chunk's tokens depend only on its text, so nothing changes.
+    """
+    rendered = [_render_sample(conv, template, generation, sid) for conv, sid in samples]
+    chunks = [text.split(IMAGE_TOKEN) for text, _ in rendered]
+    pieces = iter(_cached_tokenize(tokenizer, chunks, cache) if cache is not None
+                  else _tokenize_chunks(tokenizer, [c for parts in chunks for c in parts]))
+    return [_assemble(text, spans, pieces, tokenizer.bos_token_id, image_seq_length, image_token_id, max_length, sid)
+            for (text, spans), (_, sid) in zip(rendered, samples)]
+
+
+def _render_sample(conversations: list[dict], template: str, generation: bool, sample_id: str) -> tuple[str, list]:
     turns = normalize_turns(conversations, sample_id=sample_id)
     if generation and turns and turns[-1][0] == "gpt":
         turns = turns[:-1]
-    text, spans = render(turns, template, generation=generation)
-    ids, labels = [tokenizer.bos_token_id], [IGNORE_INDEX]
+    return render(turns, template, generation=generation)
+
+
+def _assemble(text: str, spans: list[tuple], pieces, bos_id: int, image_seq_length: int, image_token_id: int,
+              max_length: int, sample_id: str) -> Encoded:
+    """BOS, then each chunk's tokens (taken in order from `pieces`) with the image tokens between chunks."""
+    ids, labels = [bos_id], [IGNORE_INDEX]
     offset = 0
     for k, chunk in enumerate(text.split(IMAGE_TOKEN)):
         if k:
             ids += [image_token_id] * image_seq_length
             labels += [IGNORE_INDEX] * image_seq_length
             offset += len(IMAGE_TOKEN)
-        chunk_ids, chunk_labels = _tokenize_chunk(tokenizer, chunk, offset, spans)
+        chunk_ids, chunk_offsets = next(pieces)
         ids += chunk_ids
-        labels += chunk_labels
+        labels += _mask(chunk_ids, chunk_offsets, offset, spans)
         offset += len(chunk)
     n_images = text.count(IMAGE_TOKEN)
     ids, labels = ids[:max_length], labels[:max_length]
@@ -113,16 +141,49 @@ def encode(tokenizer, conversations: list[dict], *, template: str, image_seq_len
     return Encoded(text=text, input_ids=ids, labels=labels, n_images=n_images)
 
 
-def _tokenize_chunk(tokenizer, chunk: str, offset: int, spans: list[tuple]) -> tuple[list[int], list[int]]:
-    if not chunk:
-        return [], []
-    enc = tokenizer(chunk, add_special_tokens=False, return_offsets_mapping=True)
-    labels = []
-    for tok, (a, b) in zip(enc["input_ids"], enc["offset_mapping"]):
-        a, b = a + offset, max(b, a + 1) + offset  # zero-width offsets (some specials) still cover their position
-        supervised = any(a < end and start < b for start, end in spans)
-        labels.append(tok if supervised else IGNORE_INDEX)
-    return list(enc["input_ids"]), labels
+CACHE_LIMIT = 1024  # chunks kept per cache; the cache stops growing when full (it rarely has more than a few)
+
+
+def _cached_tokenize(tokenizer, chunks: list[list[str]], cache: dict) -> list[tuple[list[int], list]]:
+    """`_tokenize_chunks` of all the chunks in order, the ones before an `<image>` looked up in `cache`."""
+    flat = [c for parts in chunks for c in parts]
+    # cacheable: a non-empty chunk before an <image> (an empty one costs nothing)
+    keys = [k < len(parts) - 1 and bool(c) for parts in chunks for k, c in enumerate(parts)]
+    hit = [key and c in cache for c, key in zip(flat, keys)]
+    fresh = iter(_tokenize_chunks(tokenizer, [c for c, h in zip(flat, hit) if not h]))
+    out = [cache[c] if h else next(fresh) for c, h in zip(flat, hit)]
+    for c, key, piece in zip(flat, keys, out):
+        if key and len(cache) < CACHE_LIMIT:
+            cache.setdefault(c, piece)
+    return out
+
+
+def _tokenize_chunks(tokenizer, chunks: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+    """(ids, character offsets) of each chunk, without special tokens; an empty chunk gives no tokens."""
+    todo = [c for c in chunks if c]
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and backend.truncation is None and backend.padding is None:
+        # What the HF fast tokenizer's __call__ does in the end, minus its Python-side argument handling (which
+        # cost more than the tokenization itself); with no truncation or padding set the result is the same.
+        encodings = [backend.encode(c, add_special_tokens=False) for c in todo]
+        done = iter([(e.ids, e.offsets) for e in encodings])
+    else:
+        enc = tokenizer(todo, add_special_tokens=False, return_offsets_mapping=True) if todo else {}
+        done = iter(zip(enc.get("input_ids", []), enc.get("offset_mapping", [])))
+    return [next(done) if c else ([], []) for c in chunks]
+
+
+def _mask(ids: list[int], offsets: list[tuple[int, int]], offset: int, spans: list[tuple]) -> list[int]:
+    """A token keeps its id as label iff its character range overlaps a supervised span."""
+    # Spans are disjoint and in order, so their ends ascend: the first span ending after a token's start is the
+    # only one it can overlap. Spans are moved into chunk coordinates once instead of every token per span.
+    starts, ends = [s - offset for s, _ in spans], [e - offset for _, e in spans]
+    n, labels = len(spans), []
+    for tok, (a, b) in zip(ids, offsets):
+        k = bisect_right(ends, a)
+        # zero-width offsets (some specials) still cover their position
+        labels.append(tok if k < n and starts[k] < (b if b > a else a + 1) else IGNORE_INDEX)
+    return labels
 
 
 def supervised_spans(labels: list[int]) -> list[list[int]]:
