@@ -1,7 +1,7 @@
 """Generators of official-format raw files at full train scale, for the benchmarks.
 
 The content is random but the shapes, key order, id arithmetic and value distributions follow the
-real files (FORMATS.md §3, §5): VQAv2 `question_id = image_id*1000 + k`, 10 answers per question
+real files (the official VQAv2 and GQA layouts): VQAv2 `question_id = image_id*1000 + k`, 10 answers per question
 with disagreement, GQA dict keyed by zero-padded question id with `semantic` programs.
 """
 

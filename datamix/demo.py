@@ -32,7 +32,7 @@ BACKGROUND = (240, 238, 230)
 COLORS = {"red": (215, 40, 40), "green": (40, 160, 70), "blue": (40, 80, 210),
           "yellow": (235, 195, 30), "purple": (140, 60, 170)}
 SHAPES = ("circle", "square", "triangle")
-# What a careless annotator might say instead of the true colour (VQAv2 answers disagree, FORMATS §12.1).
+# What a careless annotator might say instead of the true colour (VQAv2 annotators disagree).
 NEAR_COLOR = {"red": "orange", "green": "teal", "blue": "navy", "yellow": "gold", "purple": "violet"}
 NUMBER_WORDS = ("no", "one", "two", "three", "four")
 VQA_INFO = {"year": 2017, "version": "2.0", "description": "datamix demo data in the VQA v2.0 format",
@@ -264,7 +264,7 @@ def _sharegpt_records(seed: int, n: int) -> tuple[list[dict], list[str]]:
 
     records = [record([t for _ in range(rng.randint(1, 3)) for t in _chat_exchange(rng)]) for _ in range(n)]
     ex = _chat_exchange
-    quirky = {  # FORMATS §12 items 9-19: what each record exercises
+    quirky = {  # the ShareGPT quirks seen in the wild: what each record exercises
         "leading gpt turn holding U+200B": [{"from": "gpt", "value": "\u200b"}] + ex(rng),
         "leading gpt turn holding EmptyMarkdownContent": [{"from": "gpt", "value": "EmptyMarkdownContent"}] + ex(rng),
         "user/assistant role names": [{"from": r, "value": t["value"]}
@@ -320,7 +320,7 @@ def _llava_records(seed: int, scenes: dict[int, Scene], image_ids: list[int]) ->
     rng = _stream(seed, "llava")
     records = [_llava_record(rng, i, scenes[i]) for i in image_ids]
     int_id, no_token = rng.sample(range(len(records)), 2)
-    records[int_id]["id"] = image_ids[int_id]  # mixed id types break pyarrow (FORMATS §12.23)
+    records[int_id]["id"] = image_ids[int_id]  # mixed id types break pyarrow (datasets#7322)
     records[no_token] = _llava_record(rng, image_ids[no_token], scenes[image_ids[no_token]], with_token=False)
     return records, [f"record #{int_id}: int id {image_ids[int_id]}",
                      f"record #{no_token}: image key but no <image> token (must be rejected)"]

@@ -20,7 +20,7 @@ SEPARATOR = "\n"
 
 
 class PromptPolicy(str, Enum):
-    # What public copies of the released 665K mix show for GQA and OCR-VQA (LLAVA15.md §3.3.1: not
+    # What public copies of the released 665K mix show for GQA and OCR-VQA (LLaVA issues #1283 and #1632: not
     # documented for VQAv2); the default.
     first_turn = "first_turn"
     every_turn = "every_turn"

@@ -1,4 +1,4 @@
-"""LLaVA converter, end to end on official-shaped files (FORMATS.md §7, §12 q20-24; LLAVA15.md §3.1-3.5)."""
+"""LLaVA converter, end to end on official-shaped files."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def mix(tmp_path):
     return convert(tmp_path, MIX)
 
 
-EXPECTED_MIX = {  # id -> (origin, task), one record per source of LLAVA15.md Table 7
+EXPECTED_MIX = {  # id -> (origin, task), one record per source of the paper's Table 7
     "llava/000000033471": ("llava_instruct", "conversation"),
     "llava/000000393224": ("vqav2_okvqa", "vqa_short"),
     "llava/000000299207": ("aokvqa", "mcq"),

@@ -1,4 +1,4 @@
-"""ShareGPT converter, end to end: official-shaped files -> Parquet + rejects ledger (FORMATS.md §6, §12 q9-19)."""
+"""ShareGPT converter, end to end: official-shaped files -> Parquet + rejects ledger."""
 
 from __future__ import annotations
 

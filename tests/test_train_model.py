@@ -22,7 +22,7 @@ def tok():
 
 
 def test_projector_parameter_counts_match_llava15():
-    # LLAVA15.md §6.2: 20,979,712 (7B, d=4096) and 31,467,520 (13B, d=5120) for mlp2x_gelu on ViT-L (1024).
+    # LLaVA multimodal_projector/builder.py: 20,979,712 (7B, d=4096) and 31,467,520 (13B, d=5120) for mlp2x_gelu on ViT-L (1024).
     assert sum(p.numel() for p in Projector(1024, 4096, 2).parameters()) == 20_979_712
     assert sum(p.numel() for p in Projector(1024, 5120, 2).parameters()) == 31_467_520
 

@@ -1,4 +1,4 @@
-"""Templates and label masking (LLAVA15.md §2.2, §4): rendered bytes, supervised spans, image tokens, length limit."""
+"""Templates and label masking (LLaVA train.py preprocess_plain / preprocess_v1): rendered bytes, supervised spans, image tokens, length limit."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ Raw record (a JSON list of these; `image` may be a string, a list or absent, `id
 Each turn's `<image>` tokens are moved to its start as "<image>\\n", as LLaVA's `preprocess_multimodal` does
 (files put the token first, last or glued to the text). Turns are normalised by `turns.normalize_turns`.
 Image paths are kept as given, relative to the LLaVA image folder (`playground/data` for the 665K mix).
-`classify` names each record's origin and task from its image path and prompts (LLAVA15.md §3.5).
+`classify` names each record's origin and task from its image path and prompts (path prefixes, then prompts; per-source counts of LLaVA issues #657 and #702).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Role and turn normalisation shared by the ShareGPT and LLaVA converters.
 
 Both sources are lists of `{"from": role, "value": text}` turns written by scrapers and generators, so both
-meet the same mess (FORMATS.md §12, quirks 9-12 and 16): assistant turns first, role names other than
+meet the same mess (leading non-human turns, odd role names, empty turns, trailing human turns): assistant turns first, role names other than
 human/gpt, empty or zero-width turns, the same speaker twice in a row, a conversation ending on the user.
 `normalize_turns` applies one policy to all of it and returns turns that satisfy `schema.validate`'s
 alternation rule, or a reason string to reject the record:
@@ -32,7 +32,7 @@ ROLE_MAP: dict[str, str] = {
 # Characters that render as nothing; a turn made only of these (and whitespace) is empty. str.strip keeps them.
 ZERO_WIDTH = "\u200b\u200c\u200d\ufeff\u2060"
 _REMOVE_ZERO_WIDTH = dict.fromkeys(map(ord, ZERO_WIDTH))
-# The value ShareGPT scrapes hold where a turn's markdown could not be captured [FORMATS.md quirk 12].
+# The value ShareGPT scrapes hold where a turn's markdown could not be captured.
 EMPTY_PLACEHOLDER = "EmptyMarkdownContent"
 MERGE_SEPARATOR = "\n\n"
 

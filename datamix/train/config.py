@@ -1,4 +1,4 @@
-"""Training configuration: one dataclass, with LLaVA-1.5's recipe (LLAVA15.md §8.1) and a tiny CPU model.
+"""Training configuration: one dataclass, with LLaVA-1.5's recipe (paper App. A.3 / Tab. 9, LLaVA scripts/v1_5) and a tiny CPU model.
 
 Field names carry their subsystem as a prefix (`vit_`, `lm_`, `proj_`), as in nanoVLM's config. Values that
 differ from the paper say why in a comment. `TrainConfig.for_stage` picks the stage's defaults: the §8.1

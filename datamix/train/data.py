@@ -1,4 +1,4 @@
-"""Data: stream a mix's shards with webdataset, preprocess images (LLAVA15.md §5), batch, collate.
+"""Data: stream a mix's shards with webdataset, preprocess images (LLaVA train.py: image_aspect_ratio square / pad), batch, collate.
 
 Sharding: every epoch the manifest's shard list is shuffled with (seed, epoch) and dealt out to the
 ranks x workers "slots", so each DataLoader worker of each process reads its own shards (webdataset's

@@ -2,7 +2,7 @@
 
 Stage 1 trains the projector, stage 2 the projector and the LLM (model.set_trainable). AdamW, cosine schedule
 with a 3% linear warm-up, gradient accumulation up to the global batch, optional clipping, bf16 autocast where
-the device has it (LLAVA15.md §8.1). Every process streams its own shards; an epoch ends for all processes as
+the device has it (paper App. A.3 / Tab. 9, LLaVA scripts/v1_5). Every process streams its own shards; an epoch ends for all processes as
 soon as one runs out of batches (an all-reduced flag), so no rank waits forever in a collective, and an
 incomplete last global batch is dropped.
 """

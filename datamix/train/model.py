@@ -1,4 +1,4 @@
-"""The LLaVA-1.5 model through transformers: CLIP vision tower + projector + causal LM (LLAVA15.md §6-§7).
+"""The LLaVA-1.5 model through transformers: CLIP vision tower + projector + causal LM (LLaVA clip_encoder.py, multimodal_projector/builder.py, llava_arch.py).
 
 `LlavaForConditionalGeneration` already does what §6-§7 describe: features of `hidden_states[-2]`
 (`vision_feature_layer=-2`), CLS dropped (`vision_feature_select_strategy="default"`), projected features written

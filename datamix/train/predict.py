@@ -1,7 +1,7 @@
 """`datamix predict`: greedy answers of a trained run on a mix's short-answer questions, with VQA accuracy.
 
 Each question is asked on its own, with its image and the short-answer instruction, through the same
-`template.encode` as training (`generation=True`), as LLaVA's VQA evaluation does (LLAVA15.md §3.6: greedy,
+`template.encode` as training (`generation=True`), as LLaVA's VQA evaluation does (docs/Evaluation.md of LLaVA: greedy,
 vicuna_v1, the prompt appended). Two baselines are printed beside the accuracy, both computed on the evaluated
 questions themselves, so they are upper bounds of what their strategy can score: the single most common
 answer, and the most common answer of each question string (what a model that ignores the image can reach).

@@ -1,6 +1,6 @@
 """Conversation templates and label masking: one function renders and masks, for training and for inference.
 
-`plain` (stage 1, LLAVA15.md §2.2): the human turn becomes just `<image>`, the string is `<image>` + answer + `\n`,
+`plain` (stage 1, LLaVA train.py preprocess_plain): the human turn becomes just `<image>`, the string is `<image>` + answer + `\n`,
 no `</s>`; loss on the answer and the newline. `vicuna_v1` (stage 2, §4.1): the fixed system prompt, `USER:` /
 `ASSISTANT:` roles, `" "` after a user turn and `"</s>"` after an answer; loss on every answer and its `</s>`.
 

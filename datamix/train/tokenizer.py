@@ -1,7 +1,7 @@
 """Tokenizers: a user's LLM tokenizer, or a small byte-level BPE trained on the mix's own text.
 
 The trained one has the special tokens a LLaVA run needs (`<s>`, `</s>`, `<unk>`, `<image>`) and, like LLaVA with
-Vicuna (LLAVA15.md §4), pads with `<unk>`. Byte-level BPE never produces `<unk>` for unseen characters, so a
+Vicuna (LLaVA conversation.py), pads with `<unk>`. Byte-level BPE never produces `<unk>` for unseen characters, so a
 stage-2 mix whose text the tokenizer has not seen still encodes losslessly.
 """
 
