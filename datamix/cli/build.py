@@ -14,7 +14,7 @@ from datamix.cli import app, fails_cleanly
 @fails_cleanly
 def build(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file (see recipes/).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for the shards and records.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder for the shards and records.")] = None,
     workers: Annotated[int, typer.Option(help="Processes for conversion and image checks; output is identical.")] = 1,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved plan; write nothing.")] = False,
     skip_planned: Annotated[bool, typer.Option(

@@ -26,8 +26,8 @@ def subsample(
     mix_dir: MixDir,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (--ratio: the rung itself; "
                                       "--ratios: one <name>-r<ratio> folder per rung inside it).")],
-    ratio: Annotated[float, typer.Option(help="One ratio in (0, 1]: write the rung into --out.")] = None,
-    ratios: Annotated[str, typer.Option(help="Several ratios, e.g. 0.1,0.25,0.5: all rungs in one pass.")] = None,
+    ratio: Annotated[float | None, typer.Option(help="One ratio in (0, 1]: write the rung into --out.")] = None,
+    ratios: Annotated[str | None, typer.Option(help="Several ratios, e.g. 0.1,0.25,0.5: all rungs in one pass.")] = None,
 ) -> None:
     """Exact, nested, seeded subsets of a mix (per source nearest count), image bytes copied as they are."""
     from datamix.subsample import subsample as run
@@ -49,7 +49,7 @@ def subsample(
 def show(
     mix_dir: MixDir,
     n: Annotated[int, typer.Option("--n", "-n", help="How many samples.")] = 5,
-    source: Annotated[str, typer.Option(help="Only samples of this source (recipe source name).")] = None,
+    source: Annotated[str | None, typer.Option(help="Only samples of this source (recipe source name).")] = None,
     full: Annotated[bool, typer.Option("--full", help="Do not trim long turns.")] = False,
 ) -> None:
     """Print samples as a chat: header (key, id, source, task, images WxH/format/KB), then the turns."""
@@ -80,7 +80,7 @@ def export(
     mix_dir: MixDir,
     out: Annotated[Path, typer.Option("--out", "-o", help="llava: the JSON file; hf: the dataset folder.")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="llava or hf.")] = "llava",
-    images_out: Annotated[Path, typer.Option(help="llava: folder for the images (default: images/ next to "
+    images_out: Annotated[Path | None, typer.Option(help="llava: folder for the images (default: images/ next to "
                                              "the JSON); the JSON's paths are relative to it.")] = None,
 ) -> None:
     """Export a mix as LLaVA training JSON + image files, or as a Hugging Face dataset (save_to_disk)."""

@@ -41,11 +41,11 @@ def _is_reference(path: Path) -> bool:
 def stats(
     targets: Annotated[list[Path], typer.Argument(help="A mix folder, a normalized Parquet file or a folder of "
                                                   "them; give two (the second may be a manifests/*.json) to compare.")],
-    tokenizer: Annotated[Path, typer.Option(help="Count lengths in tokens of this local Hugging Face tokenizer "
+    tokenizer: Annotated[Path | None, typer.Option(help="Count lengths in tokens of this local Hugging Face tokenizer "
                                             "(tokenizer.json or its folder) instead of words.")] = None,
-    json_out: Annotated[Path, typer.Option("--json", help="Write every figure to this JSON file.")] = None,
-    report: Annotated[Path, typer.Option(help="Write an HTML report with charts into this folder.")] = None,
-    against: Annotated[Path, typer.Option(help="Compare per-source counts with a reference, e.g. "
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write every figure to this JSON file.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write an HTML report with charts into this folder.")] = None,
+    against: Annotated[Path | None, typer.Option(help="Compare per-source counts with a reference, e.g. "
                                           "manifests/llava_v1_5_mix665k.json.")] = None,
 ) -> None:
     """Per source and in total: samples, shares, turns, images, text lengths, answers, prompts, duplicates."""
