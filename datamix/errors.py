@@ -23,3 +23,7 @@ class RecipeError(DatamixError):
 
 class BuildError(DatamixError):
     """A build cannot finish: a source over its error budget, too few usable samples, planned sources."""
+
+
+class BusyError(DatamixError):
+    """Another datamix process is writing to the same output folder."""

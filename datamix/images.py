@@ -19,7 +19,8 @@ webdataset decoders, torchvision, browsers and quick `tar xf` checks. So the pol
   | 16-bit (or 1/2/4-bit) PNG      | 8-bit PNG (high byte kept)           | `16bit->png` ...   |
   | BMP, TIFF, other JPEG/PNG modes| 8-bit PNG                            | `bmp->png` ...     |
 
-* EXIF orientation is recorded, never applied: boxes (RefCOCO, VG, GQA) live in raw pixel space.
+* EXIF orientation is recorded (meta `exif_orientation`), never applied: boxes (RefCOCO, VG, GQA) live
+  in raw pixel space.
   Re-encoded files carry no metadata (EXIF, ICC); PIL's `convert("RGB")` ignores ICC too.
 
 Every failure is a reason string `code: detail`; no exception escapes `verify_image`, because one
@@ -28,7 +29,9 @@ bad file must never crash a build. Functions are top-level and pure so a process
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import io
 import os
 import warnings
@@ -60,7 +63,8 @@ class VerifiedImage:
     source_format: str  # what Pillow detected in the original file ("JPEG", "GIF", "PNG", ...)
     mode: str  # Pillow mode of the original ("RGB", "L", "CMYK", "P", "I;16", ...)
     reencoded: str | None  # None when the original bytes are kept, else e.g. "gif->jpg"
-    exif_orientation: int | None  # recorded, never applied
+    exif_orientation: int | None  # recorded in the sample's meta, never applied
+    original_digest: bytes = b""  # blake2b-128 of the file as read: the shard writer checks it is unchanged
 
 
 def content_type(data: bytes) -> str | None:
@@ -125,9 +129,17 @@ def verify_image(root: str | Path, relative: str, max_pixels: int = DEFAULT_MAX_
         data = path.read_bytes()
         if not data:
             return f"empty_image: {relative}"
-        return _verify_bytes(data, relative, max_pixels)
+        verdict = _verify_bytes(data, relative, max_pixels)
+        if isinstance(verdict, VerifiedImage):
+            verdict = dataclasses.replace(verdict, original_digest=file_digest(data))
+        return verdict
     except Exception as exc:  # last line of defence: a bad file is a reason, not a crash
         return f"image_error: {relative}: {type(exc).__name__}: {exc}"
+
+
+def file_digest(data: bytes) -> bytes:
+    """What "the same file" means between verifying an image and writing it: 128 bits of blake2b."""
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 def _verify_bytes(data: bytes, relative: str, max_pixels: int) -> VerifiedImage | str:

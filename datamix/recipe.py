@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -19,6 +20,7 @@ import yaml
 
 from datamix.errors import DatamixError, RecipeError
 from datamix.inputs import expand_inputs
+from datamix.paths import is_safe_name
 from datamix.prompts import PromptPolicy
 
 TOP_KEYS = ("name", "description", "seed", "sources", "shards", "max_reject_ratio", "max_image_pixels")
@@ -29,6 +31,14 @@ AMOUNT_KEYS = ("ratio", "count", "repeat")
 OPTION_KEYS = ("answer", "coco_naming")
 SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's decompression-bomb threshold
+# Bounds on what a recipe may expand to: a few KB of YAML aliases can otherwise expand into gigabytes
+# (the "billion laughs"), and the resolved recipe is copied into every manifest.
+MAX_RECIPE_BYTES = 1 << 20
+MAX_RECIPE_NODES = 100_000  # values after alias expansion
+MAX_TEXT_CHARS = 10_000  # description, note
+MAX_REPEAT = 1000
+MAX_SEED = 2**63 - 1
+NAME_RULE = "letters, digits, '.', '_' or '-', starting with a letter or digit, at most 128 characters"
 
 
 @dataclass(frozen=True)
@@ -108,32 +118,92 @@ class _Errors:
                               f"{len(self.lines)} problems in the recipe:\n  " + "\n  ".join(self.lines))
 
 
-def load_recipe(path: str | Path, *, check_files: bool = True) -> Recipe:
-    path = Path(path)
+class _RecipeLoader(yaml.SafeLoader):
+    """safe_load without its surprises: a key given twice is an error (YAML keeps the last one silently),
+    and the tags that build non-JSON values (`!!binary` bytes, `!!set`, `!!omap`) are refused."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, (str, int, float, bool)):
+                    continue  # an unhashable key is reported by the parent as it always was
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is given twice in one mapping", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+for _tag in ("binary", "set", "omap", "pairs"):
+    _RecipeLoader.yaml_constructors.pop(f"tag:yaml.org,2002:{_tag}", None)
+_RecipeLoader.yaml_constructors = dict(_RecipeLoader.yaml_constructors)  # our copy, not SafeLoader's
+
+
+def read_recipe_yaml(path: Path) -> Any:
+    """The recipe file parsed, bounded and JSON-typed, or one RecipeError line saying what is wrong."""
     if not path.is_file():
         raise RecipeError(f"{path}: no such recipe file")
+    data = path.read_bytes()
+    if len(data) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"{path}: {len(data):,} bytes; a recipe is at most {MAX_RECIPE_BYTES:,} bytes")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{path}: not UTF-8 text (byte {exc.start}); save the recipe as UTF-8") from None
+    try:
+        raw = yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise RecipeError(f"{path}: not valid YAML: {exc}") from None
+        raise RecipeError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise RecipeError(f"{path}: nested too deeply to be a recipe") from None
+    _check_size(raw, path)
+    return raw
+
+
+def _check_size(raw: Any, path: Path) -> None:
+    """Count values as the manifest would write them (aliases expanded); stop at the bound."""
+    stack, nodes = [raw], 0
+    while stack:
+        value = stack.pop()
+        nodes += 1
+        if nodes > MAX_RECIPE_NODES:
+            raise RecipeError(f"{path}: expands to more than {MAX_RECIPE_NODES:,} values (YAML aliases?); "
+                              "a recipe lists sources, it does not need that many")
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+
+
+def load_recipe(path: str | Path, *, check_files: bool = True) -> Recipe:
+    path = Path(path)
+    raw = read_recipe_yaml(path)
     errors = _Errors(path)
     if not isinstance(raw, dict):
         errors.add("top level", "expected a mapping with name, seed and sources")
         errors.raise_if_any()
     _unknown_keys(raw, TOP_KEYS, "top level", errors)
     name = _required(raw, "name", str, "top level", errors)
-    if isinstance(name, str) and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        errors.add("name", f"{name!r} must be letters, digits, '.', '_' or '-' (it names the shard files)")
+    if isinstance(name, str) and not is_safe_name(name):
+        errors.add("name", f"{name!r} must be {NAME_RULE} (it names the shard files)")
     seed = _required(raw, "seed", int, "top level", errors)
+    if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed <= MAX_SEED:
+        errors.add("seed", f"must be an integer from 0 to 2**63-1, got {seed}")
+    description = _text(raw, "description", "top level", errors)
     sources = _sources(raw.get("sources"), path.parent, errors, check_files)
     shards = _shards(raw.get("shards") or {}, errors)
     budget = _fraction(raw.get("max_reject_ratio", 0.01), "max_reject_ratio", "top level", errors)
     max_pixels = raw.get("max_image_pixels", DEFAULT_MAX_PIXELS)
-    if not isinstance(max_pixels, int) or max_pixels <= 0:
+    if not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels <= 0:
         errors.add("max_image_pixels", f"must be a positive integer, got {max_pixels!r}")
     errors.raise_if_any()
     return Recipe(path=path.resolve(), name=name, seed=seed, sources=tuple(sources), shards=shards,
-                  max_reject_ratio=budget, max_image_pixels=max_pixels, description=raw.get("description", ""))
+                  max_reject_ratio=budget, max_image_pixels=max_pixels, description=description)
 
 
 def _unknown_keys(mapping: dict, allowed: tuple[str, ...], where: str, errors: _Errors) -> None:
@@ -153,8 +223,21 @@ def _required(mapping: dict, key: str, type_: type, where: str, errors: _Errors)
     return value
 
 
+def _text(mapping: dict, key: str, where: str, errors: _Errors) -> str:
+    value = mapping.get(key, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        errors.add(where, f"{key!r} must be text, got {type(value).__name__}")
+        return ""
+    if len(value) > MAX_TEXT_CHARS:
+        errors.add(where, f"{key!r} is {len(value):,} characters; at most {MAX_TEXT_CHARS:,}")
+        return ""
+    return value
+
+
 def _fraction(value: Any, key: str, where: str, errors: _Errors) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:  # NaN fails too
         errors.add(where, f"{key} must be a number in [0, 1], got {value!r}")
         return 0.0
     return float(value)
@@ -164,10 +247,11 @@ def parse_size(value: Any) -> int | None:
     """`1GB`, `500 MB`, `2GiB` or a plain integer number of bytes."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    match = re.fullmatch(r"\s*([\d.]+)\s*([A-Za-z]*)\s*", str(value))
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([A-Za-z]*)\s*", str(value))
     if not match or match.group(2).upper() not in SIZE_UNITS | {"": 1}:
         return None
-    return int(float(match.group(1)) * SIZE_UNITS.get(match.group(2).upper(), 1))
+    size = float(match.group(1)) * SIZE_UNITS.get(match.group(2).upper(), 1)
+    return int(size) if size < 2**63 else None
 
 
 def _shards(raw: Any, errors: _Errors) -> ShardSpec:
@@ -224,7 +308,7 @@ def _sources(raw: Any, base: Path, errors: _Errors, check_files: bool) -> list[S
             errors.add(where, "expected a mapping with name, converter (or parquet), inputs and an amount")
             continue
         if isinstance(item.get("name"), str):
-            where = f"source {item['name']!r} (#{index + 1})"
+            where = f"source {item['name'][:80]!r} (#{index + 1})"
             if item["name"] in seen:
                 errors.add(where, "duplicate source name; names must be unique in a recipe")
             seen.add(item["name"])
@@ -239,8 +323,15 @@ def _source(item: dict, base: Path, where: str, errors: _Errors, check_files: bo
 
     _unknown_keys(item, SOURCE_KEYS, where, errors)
     name = _required(item, "name", str, where, errors)
+    if isinstance(name, str) and not is_safe_name(name):
+        errors.add(where, f"name must be {NAME_RULE} (it names folders and image paths)")
+        name = None
     amount = _amount(item, where, errors)
-    planned = bool(item.get("planned", False))
+    planned = item.get("planned", False)
+    if not isinstance(planned, bool):
+        errors.add(where, f"planned must be true or false, got {planned!r}")
+        planned = False
+    note = _text(item, "note", where, errors)
     converter, parquet = item.get("converter"), item.get("parquet")
     if (converter is None) == (parquet is None):
         errors.add(where, "give exactly one of 'converter' (with 'inputs') or 'parquet' (an already converted file)")
@@ -265,7 +356,7 @@ def _source(item: dict, base: Path, where: str, errors: _Errors, check_files: bo
     return SourceSpec(name=name, amount=amount, converter=converter, inputs=inputs, parquet=parquet_path,
                       image_root=image_root, format_prompt=PromptPolicy(policy),
                       options=tuple(sorted((k, str(v)) for k, v in options.items())),
-                      max_reject_ratio=budget, planned=planned, note=str(item.get("note", "")))
+                      max_reject_ratio=budget, planned=planned, note=note)
 
 
 def _source_paths(item: dict, base: Path, where: str, errors: _Errors, check: bool):
@@ -282,10 +373,23 @@ def _source_paths(item: dict, base: Path, where: str, errors: _Errors, check: bo
     parquet = _path(item["parquet"], base, where, errors) if item.get("parquet") is not None else None
     if check and parquet is not None and not parquet.is_file():
         errors.add(where, f"parquet file {parquet} does not exist; run `datamix convert` first")
+    elif check and parquet is not None and not _looks_like_parquet(parquet):
+        errors.add(where, f"{parquet} is not a Parquet file (no PAR1 magic); give the output of `datamix convert`")
     image_root = _path(item["image_root"], base, where, errors) if item.get("image_root") is not None else None
     if check and image_root is not None and not image_root.is_dir():
         errors.add(where, f"image_root {image_root} is not a folder")
     return inputs, parquet, image_root
+
+
+def _looks_like_parquet(path: Path) -> bool:
+    """Parquet files start and end with `PAR1`; checked here so pyarrow never sees another kind of file."""
+    size = path.stat().st_size
+    if size < 12:
+        return False
+    with open(path, "rb") as f:
+        head = f.read(4)
+        f.seek(size - 4)
+        return head == b"PAR1" and f.read(4) == b"PAR1"
 
 
 def _existing_inputs(patterns: list[Path], where: str, errors: _Errors) -> tuple[Path, ...]:
@@ -303,8 +407,8 @@ def _amount(item: dict, where: str, errors: _Errors) -> Amount | None:
         errors.add(where, f"give exactly one of ratio, count, repeat ({found})")
         return None
     kind, value = given[0], item[given[0]]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        errors.add(where, f"{kind} must be a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        errors.add(where, f"{kind} must be a finite number, got {value!r}")
     elif kind == "ratio" and not 0 < value <= 1:
         hint = "; use repeat to oversample" if value > 1 else ""
         errors.add(where, f"ratio must be in (0, 1], got {value}{hint}")
@@ -313,6 +417,8 @@ def _amount(item: dict, where: str, errors: _Errors) -> Amount | None:
         errors.add(where, f"count must be a positive integer, got {value!r}{hint}")
     elif kind == "repeat" and value < 1:
         errors.add(where, f"repeat must be at least 1 (whole copies plus a fraction), got {value}; use ratio below 1")
+    elif kind == "repeat" and value > MAX_REPEAT:
+        errors.add(where, f"repeat must be at most {MAX_REPEAT} copies, got {value:g}")
     else:
         return Amount(kind, float(value))
     return None

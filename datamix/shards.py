@@ -10,12 +10,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 # Reproducible tars: no wall-clock time in the headers. An int, not 0.0: tarfile writes a float mtime
 # as an extra 1 KiB PAX header per member, which nearly tripled the size of small-image shards.
 FIXED_MTIME = 0
+
+
+def shard_pattern(mix_name: str) -> re.Pattern:
+    """Exactly the file names a ShardWriter of this mix writes (finished or `.tmp`): what may be deleted.
+
+    `<name>-backup.tar` or `<name>-v1.tar.gz` beside a mix are the user's, never ours to remove.
+    """
+    return re.compile(re.escape(mix_name) + r"-\d{6,}\.tar(\.tmp)?")
+
+
+def written_shards(folder: Path, mix_name: str) -> list[Path]:
+    pattern = shard_pattern(mix_name)
+    return sorted(p for p in Path(folder).iterdir() if pattern.fullmatch(p.name) and p.is_file())
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -21,10 +21,12 @@ from datamix.build.prepare import PreparedSource, conversion_budget_problem, pre
 from datamix.build.record import write_records
 from datamix.build.workers import mapper
 from datamix.build.write import MixTally, route_to_buckets, shuffle_positions, tally_shard, write_shards
-from datamix.errors import BuildError
+from datamix.errors import BuildError, InputError
+from datamix.lock import output_lock
+from datamix.paths import remove_file, remove_tree
 from datamix.recipe import Recipe, SourceSpec, load_recipe
 from datamix.selection import Target, targets
-from datamix.shards import ShardWriter, completed_shards
+from datamix.shards import ShardWriter, completed_shards, written_shards
 
 __all__ = ["build", "plan"]
 
@@ -78,13 +80,35 @@ def prepare_all(recipe: Recipe, sources: list[SourceSpec], work: Path, workers: 
         return list(pool.imap(prepare_in_worker, [(recipe, s, work) for s in sources], chunksize=1))
 
 
+def check_output_folder(recipe: Recipe, sources: list[SourceSpec], out: Path) -> None:
+    """The output folder must not hold the build's own inputs: a rebuild would read what it wrote."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder; choose a folder for --out")
+    real_out = os.path.realpath(out)
+
+    def within(path: Path) -> bool:
+        real = os.path.realpath(path)
+        return real == real_out or real.startswith(real_out.rstrip(os.sep) + os.sep)
+
+    for source in sources:
+        for path in [*source.inputs, source.parquet, source.image_root]:
+            if path is not None and within(path):
+                raise InputError(f"{out}: holds {path}, an input of source {source.name!r}; a build would read "
+                                 "its own outputs: choose an --out outside the inputs and image roots")
+
+
 def build(recipe_path: str | Path, out: str | Path, *, workers: int = 1, skip_planned: bool = False,
           echo=print) -> dict:
     recipe = load_recipe(recipe_path)
     sources = active_sources(recipe, skip_planned)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "manifest.json").unlink(missing_ok=True)  # its presence means "finished": not until we are
+    check_output_folder(recipe, sources, out)
+    with output_lock(out, f"datamix build {recipe.path.name}"):
+        return _build_locked(recipe, sources, out, workers, echo)
+
+
+def _build_locked(recipe: Recipe, sources: list[SourceSpec], out: Path, workers: int, echo) -> dict:
+    remove_file(out, "manifest.json")  # its presence means "finished": not until we are
     work = out / ".work"
     echo(f"[1/4] converting {len(sources)} source(s)")
     prepared = prepare_all(recipe, sources, work, workers)
@@ -99,14 +123,14 @@ def build(recipe_path: str | Path, out: str | Path, *, workers: int = 1, skip_pl
         echo(f"[4/4] writing {total:,} samples into shards")
         shards, stats = _write(recipe, prepared, out, work, build_key(recipe, prepared), total, pool)
     manifest = write_records(out, recipe, prepared, picks, shards, stats, digests, total)
-    shutil.rmtree(work / "buckets", ignore_errors=True)
-    (work / "journal.jsonl").unlink(missing_ok=True)
+    remove_tree(work, "buckets")
+    remove_file(work, "journal.jsonl")
     return manifest
 
 
 def _route(recipe: Recipe, prepared: list[PreparedSource], picks: list[Picked], work: Path):
+    remove_tree(work, "buckets")
     bucket_dir = work / "buckets"
-    shutil.rmtree(bucket_dir, ignore_errors=True)
     bucket_dir.mkdir(parents=True)
     counts = [len(p.items()[0]) for p in picks]
     positions = shuffle_positions(recipe.seed, sum(counts))
@@ -144,9 +168,10 @@ def _write(recipe: Recipe, prepared: list[PreparedSource], out: Path, work: Path
 
 
 def _remove_stale_shards(out: Path, name: str, keep: set[str]) -> None:
-    for path in out.glob(f"{name}-*.tar*"):
+    """Shards of an earlier, different build (only names this mix's writer makes; nothing else is touched)."""
+    for path in written_shards(out, name):
         if path.name not in keep:
-            path.unlink()
+            remove_file(out, path.name)
 
 
 def plan(recipe_path: str | Path, *, skip_planned: bool = False) -> list[dict]:

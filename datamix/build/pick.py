@@ -7,6 +7,7 @@ source do not depend on the ratio). Only per-row codes are kept (numpy arrays), 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from datamix.build.workers import Mapper
-from datamix.images import verify_image
+from datamix.images import VerifiedImage, verify_image
 from datamix.selection import Target, rank_key
 
 # Per-row image codes kept between the passes (int8): what the shard writer must do with the row's images.
@@ -31,6 +32,8 @@ class Picked:
     rows: np.ndarray  # distinct selected rows, rank order
     codes: np.ndarray  # int8 per row of the source (see above), ext index in `exts`
     exts: np.ndarray  # int8 per row: index into EXTENSIONS for COPY rows
+    digests: np.ndarray  # (rows, 16) uint8: blake2b of the verified files, checked again when written
+    orientations: np.ndarray  # int8 per row: EXIF orientation of a COPY row's image (0: none)
     rejects: list[dict] = field(default_factory=list)
     examined: int = 0
 
@@ -60,11 +63,18 @@ def _has_ties(sorted_keys: np.ndarray) -> bool:
     return bool(np.any(sorted_keys[1:] == sorted_keys[:-1]))
 
 
-def check_row(args: tuple[str | None, list[str], int]) -> tuple[int, int] | str:
-    """Worker: (code, ext index) for a row's images, or the first reason one is unusable."""
+def row_digest(verdicts: list[VerifiedImage]) -> bytes:
+    """One digest for all the files of a row (a single image: that file's own digest)."""
+    if len(verdicts) == 1:
+        return verdicts[0].original_digest
+    return hashlib.blake2b(b"".join(v.original_digest for v in verdicts), digest_size=16).digest()
+
+
+def check_row(args: tuple[str | None, list[str], int]) -> tuple[int, int, bytes, int] | str:
+    """Worker: (code, ext index, digest, EXIF orientation) for a row's images, or the first reason one is unusable."""
     root, images, max_pixels = args
     if not images:
-        return TEXT_ONLY, 0
+        return TEXT_ONLY, 0, bytes(16), 0
     if root is None:
         return "no_image_root: the source has images but the recipe gives no image_root"
     verdicts = [verify_image(root, rel, max_pixels) for rel in images]
@@ -72,8 +82,8 @@ def check_row(args: tuple[str | None, list[str], int]) -> tuple[int, int] | str:
         if isinstance(verdict, str):
             return verdict
     if len(verdicts) == 1 and verdicts[0].reencoded is None:
-        return COPY, EXTENSIONS.index(verdicts[0].ext)
-    return REVERIFY, 0
+        return COPY, EXTENSIONS.index(verdicts[0].ext), row_digest(verdicts), verdicts[0].exif_orientation or 0
+    return REVERIFY, 0, row_digest(verdicts), 0
 
 
 def pick_source(name: str, parquet: Path, target: Target, *, seed: int, image_root: Path | None,
@@ -85,7 +95,8 @@ def pick_source(name: str, parquet: Path, target: Target, *, seed: int, image_ro
     need = target.distinct(n)
     codes = np.full(n, UNCHECKED, dtype=np.int8)
     exts = np.zeros(n, dtype=np.int8)
-    picked = Picked(name, n, target, np.empty(0, dtype=np.int64), codes, exts)
+    picked = Picked(name, n, target, np.empty(0, dtype=np.int64), codes, exts,
+                    digests=np.zeros((n, 16), dtype=np.uint8), orientations=np.zeros(n, dtype=np.int8))
     chosen: list[np.ndarray] = []
     got, cursor = 0, 0
     images = table.column("images")
@@ -103,7 +114,9 @@ def pick_source(name: str, parquet: Path, target: Target, *, seed: int, image_ro
                 mixed_id = f"{name}/{ids[row].split('/', 1)[-1]}"  # the id the sample would have had in the mix
                 picked.rejects.append({"source": name, "id": mixed_id, "stage": "images", "reason": verdict})
             else:
-                codes[row], exts[row] = verdict
+                codes[row], exts[row], digest, orientation = verdict
+                picked.digests[row] = np.frombuffer(digest, dtype=np.uint8)
+                picked.orientations[row] = orientation if 0 < orientation < 128 else 0
                 good.append(row)
                 got += 1
         chosen.append(np.asarray(good, dtype=np.int64))

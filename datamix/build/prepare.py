@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from datamix import __version__
 from datamix.convert import rejects_path, run_conversion
 from datamix.converters import ConvertOptions
 from datamix.ledger import Ledger
+from datamix.paths import inside, remove_tree
 from datamix.recipe import Recipe, SourceSpec
 from datamix.schema import validate
 from datamix.shards import sha256_file
@@ -59,13 +59,13 @@ def prepare_source(recipe: Recipe, spec: SourceSpec, work: Path) -> PreparedSour
     """Convert (or reuse) one source; `work` is the build's `.work` folder."""
     base = recipe.path.parent
     if spec.parquet is not None:
-        return _validated_parquet(spec, describe_inputs([spec.parquet], base), work / "convert" / spec.name)
+        return _validated_parquet(spec, describe_inputs([spec.parquet], base), inside(work, "convert", spec.name))
     inputs = describe_inputs(list(spec.inputs), base)
-    folder = work / "convert" / spec.name
+    folder = inside(work, "convert", spec.name)
     key = cache_key(spec, inputs)
     parquet, summary_path = folder / "converted.parquet", folder / "summary.json"
     if not (summary_path.exists() and json.loads(summary_path.read_text())["key"] == key and parquet.exists()):
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_tree(work, "convert", spec.name)
         folder.mkdir(parents=True)
         ledger = run_conversion(spec.converter, spec.inputs, parquet, convert_options(spec))
         summary_path.write_text(json.dumps({"key": key, "ledger": ledger.summary()}, sort_keys=True))

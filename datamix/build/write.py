@@ -17,10 +17,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from datamix.build.pick import COPY, EXTENSIONS, REVERIFY, Picked
+from datamix.build.pick import COPY, EXTENSIONS, REVERIFY, Picked, row_digest
 from datamix.build.workers import Mapper
 from datamix.errors import BuildError
-from datamix.images import resolve_image, verify_image
+from datamix.images import file_digest, resolve_image, verify_image
 from datamix.prompts import PromptPolicy, apply_format_prompt
 from datamix.schema import Sample
 from datamix.shards import ShardWriter
@@ -144,25 +144,36 @@ def _bucket_line(sample: Sample, picked: Picked, row: int, copy: int, position: 
         sample.meta["repeat_copy"] = copy
     row_dict = sample.to_dict() | {"id": mix_id(sample.id, converter, picked.name, copy), "source": picked.name}
     code, ext = int(picked.codes[row]), EXTENSIONS[int(picked.exts[row])]
-    line = json.dumps({"p": position, "code": code, "ext": ext, "row": row_dict}, ensure_ascii=False) + "\n"
+    entry = {"p": position, "code": code, "ext": ext, "digest": picked.digests[row].tobytes().hex(),
+             "exif": int(picked.orientations[row]) or None, "row": row_dict}
+    line = json.dumps(entry, ensure_ascii=False) + "\n"
     return line, row_dict["id"]
 
 
-def load_member_images(args: tuple[str | None, dict, int]) -> list[tuple[str, bytes, str | None]] | str:
-    """Worker: (extension, bytes, re-encode note) per image of a sample, as verified in the pick step."""
+Member = tuple[str, bytes, str | None, int | None]  # (extension, bytes, re-encode note, EXIF orientation)
+
+
+def load_member_images(args: tuple[str | None, dict, int]) -> list[Member] | str:
+    """Worker: (extension, bytes, re-encode note, EXIF orientation) per image of a sample, exactly the files verified in the
+    pick step: their digest is checked again here, so a file changed in between never reaches a shard."""
     root, entry, max_pixels = args
     images = entry["row"]["images"]
     if entry["code"] == COPY:
         path = resolve_image(Path(root), images[0])
-        return [(entry["ext"], Path(path).read_bytes(), None)]
+        data = b"" if isinstance(path, str) or not Path(path).is_file() else Path(path).read_bytes()
+        if file_digest(data) != bytes.fromhex(entry["digest"]):
+            return f"image changed during the build: {images[0]} differs from the file verified earlier"
+        return [(entry["ext"], data, None, entry.get("exif"))]
     if entry["code"] == REVERIFY:
-        out = []
+        verdicts = []
         for rel in images:
             verdict = verify_image(root, rel, max_pixels)
             if isinstance(verdict, str):
                 return f"image changed during the build: {verdict}"
-            out.append((verdict.ext, verdict.data, verdict.reencoded))
-        return out
+            verdicts.append(verdict)
+        if row_digest(verdicts) != bytes.fromhex(entry["digest"]):
+            return f"image changed during the build: {', '.join(images)} differs from the file(s) verified earlier"
+        return [(v.ext, v.data, v.reencoded, v.exif_orientation) for v in verdicts]
     return []
 
 
@@ -178,19 +189,22 @@ def write_shards(bucket_dir: Path, writer: ShardWriter, roots: dict[str, str | N
             member = _member_dict(entry, images, key_width)
             writer.write(member)
             tally.add(member["__key__"], writer.shard_name(writer.index), entry["row"],
-                      [data for _, data, _ in images], [note for _, _, note in images])
+                      [data for _, data, _, _ in images], [note for _, _, note, _ in images])
 
 
-def _member_dict(entry: dict, images: list[tuple[str, bytes, str | None]], key_width: int) -> dict:
+def _member_dict(entry: dict, images: list[Member], key_width: int) -> dict:
     row = entry["row"]
-    suffixes = [ext if len(images) == 1 else f"{i}.{ext}" for i, (ext, _, _) in enumerate(images)]
-    notes = [note for _, _, note in images]
+    suffixes = [ext if len(images) == 1 else f"{i}.{ext}" for i, (ext, _, _, _) in enumerate(images)]
+    notes = [note for _, _, note, _ in images]
     if any(notes):
         row["meta"]["reencoded"] = notes
+    orientations = [orientation for _, _, _, orientation in images]
+    if any(o not in (None, 1) for o in orientations):  # recorded, never applied: boxes use the raw pixel frame
+        row["meta"]["exif_orientation"] = orientations
     row["image_members"] = suffixes
     sample = {"__key__": f"{entry['p']:0{key_width}d}",
               "json": json.dumps(row, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()}
-    for suffix, (_, data, _) in zip(suffixes, images):
+    for suffix, (_, data, _, _) in zip(suffixes, images):
         sample[suffix] = data
     return sample
 
