@@ -8,6 +8,7 @@ decoded: image members stay bytes, so whoever copies them (subsample, export) co
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 import tarfile
 from collections.abc import Collection, Iterator
@@ -18,9 +19,59 @@ import pyarrow.parquet as pq
 
 from datamix.errors import InputError
 from datamix.jsonio import load_json_file
+from datamix.paths import is_safe_name
 
 MANIFEST = "manifest.json"
 INDEX = "index.parquet"
+SEAL = "manifest_sha256"  # the manifest's digest of its own content (every other key)
+
+
+def manifest_digest(manifest: dict) -> str:
+    """sha256 of the manifest's canonical JSON without its seal: an edit of any figure changes it."""
+    body = {k: v for k, v in manifest.items() if k != SEAL}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def sealed(manifest: dict) -> dict:
+    return manifest | {SEAL: manifest_digest(manifest)}
+
+
+def selection_digest(seed: int, source: str, ids: list[str]) -> str:
+    """The manifest's digest of a source's samples: their mix ids in the seeded rank order.
+
+    Rank order (not mix order) makes a rung's digest the prefix-consistent one of its parent, and ties
+    the digest to the seed: a manifest whose seed was edited no longer matches its own index.
+    """
+    from datamix.selection import rank_order
+
+    ordered = [ids[i] for i in rank_order(seed, source, ids)]
+    return hashlib.sha256("".join(f"{i}\n" for i in ordered).encode()).hexdigest()
+
+
+def _check_shape(manifest: object, path: Path) -> dict:
+    """The keys every reader relies on, with their types: a hand-edited manifest fails here, in one line."""
+    def bad(what: str) -> InputError:
+        return InputError(f"{path}: not a valid datamix manifest ({what}); rebuild the mix or restore the file")
+
+    if not isinstance(manifest, dict):
+        raise bad("not a JSON object")
+    if not is_safe_name(manifest.get("name")):
+        raise bad("'name' missing or not a plain name")
+    for key in ("seed", "samples"):
+        if not isinstance(manifest.get(key), int) or isinstance(manifest.get(key), bool):
+            raise bad(f"{key!r} must be an integer")
+    if not isinstance(manifest.get("sources", {}), dict):
+        raise bad("'sources' must be an object")
+    shards = manifest.get("shards")
+    if not isinstance(shards, list):
+        raise bad("'shards' must be a list")
+    for shard in shards:
+        if not (isinstance(shard, dict) and is_safe_name(shard.get("name"))
+                and all(isinstance(shard.get(k), int) and not isinstance(shard.get(k), bool)
+                        for k in ("first", "samples", "bytes"))
+                and isinstance(shard.get("sha256"), str)):
+            raise bad(f"shard entry {json.dumps(shard)[:80]} needs name, first, samples, bytes, sha256")
+    return manifest
 
 
 def load_manifest(mix_dir: str | Path) -> dict:
@@ -31,10 +82,7 @@ def load_manifest(mix_dir: str | Path) -> dict:
     path = mix_dir / MANIFEST
     if not path.is_file():
         raise InputError(f"{mix_dir}: not a finished mix (no manifest.json); run datamix build")
-    manifest = load_json_file(path, "; rebuild the mix")
-    if not isinstance(manifest, dict) or "shards" not in manifest or "name" not in manifest:
-        raise InputError(f"{path}: not a datamix manifest (no name/shards)")
-    return manifest
+    return _check_shape(load_json_file(path, "; rebuild the mix"), path)
 
 
 def read_index(mix_dir: str | Path, columns: list[str] | None = None) -> pa.Table:

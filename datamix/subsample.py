@@ -11,8 +11,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
+import os
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,9 +23,11 @@ from datamix import __version__
 from datamix.build.record import MANIFEST_FORMAT, write_json
 from datamix.build.write import MixTally
 from datamix.errors import InputError
-from datamix.mix import INDEX, MANIFEST, iter_members, load_manifest, read_index
+from datamix.lock import output_lock
+from datamix.mix import INDEX, MANIFEST, iter_members, load_manifest, read_index, sealed, selection_digest
+from datamix.paths import inside, remove_file
 from datamix.selection import rank_order, targets
-from datamix.shards import ShardWriter, sha256_file
+from datamix.shards import ShardWriter, sha256_file, written_shards
 
 
 @dataclass
@@ -60,11 +63,11 @@ def plan_rungs(mix_dir: Path, ratios: list[float], out: Path, *, one: bool = Fal
         for s, target in zip(names, amounts):
             take = ranked[s][: target.extra]
             chosen.append(take)
-            digest = hashlib.sha256("".join(f"{i}\n" for i in ids[take]).encode()).hexdigest()  # rank order
+            digest = selection_digest(manifest["seed"], s, ids[take].tolist())
             counts[s] = {"available": len(members[s]), "requested": target.extra, "selected": len(take),
                          "written": len(take), "selected_ids_sha256": digest}
         name = rung_name(manifest["name"], ratio)
-        folder = out if one else out / name
+        folder = out if one else inside(out, name)
         rungs.append(Rung(ratio, name, folder, np.sort(np.concatenate(chosen or [np.zeros(0, np.int64)])), counts))
     return manifest, rungs
 
@@ -82,8 +85,16 @@ def subsample(mix_dir: str | Path, ratios: list[float], out: str | Path, *, one:
     ratios = _check_ratios(ratios, one)
     manifest, rungs = plan_rungs(mix_dir, ratios, out, one=one)
     for rung in rungs:
-        if rung.out.resolve() == mix_dir.resolve():
+        if os.path.realpath(rung.out) == os.path.realpath(mix_dir):
             raise InputError(f"{rung.out}: the output folder is the parent mix itself; choose another --out")
+    with ExitStack() as held:
+        for rung in rungs:
+            held.enter_context(output_lock(rung.out, f"datamix subsample {manifest['name']}"))
+        return _write_rungs(mix_dir, manifest, rungs)
+
+
+def _write_rungs(mix_dir: Path, manifest: dict, rungs: list[Rung]) -> list[dict]:
+    for rung in rungs:
         _clear(rung)
     writers, tallies = _open(manifest, rungs)
     # Which rungs want each parent position (a rung is a subset, so most positions go to several).
@@ -121,11 +132,12 @@ def _key_width(total: int) -> int:
 
 
 def _clear(rung: Rung) -> None:
-    """Remove what a previous run left, manifest first: the folder is "finished" only once it is rewritten."""
+    """Remove what a previous run left, manifest first: the folder is "finished" only once it is rewritten.
+    Only the shard names this rung's writer makes are removed; other files in the folder are the user's."""
     rung.out.mkdir(parents=True, exist_ok=True)
-    (rung.out / MANIFEST).unlink(missing_ok=True)
-    for stale in rung.out.glob(f"{rung.name}-*.tar*"):
-        stale.unlink()
+    remove_file(rung.out, MANIFEST)
+    for stale in written_shards(rung.out, rung.name):
+        remove_file(rung.out, stale.name)
 
 
 def _open(manifest: dict, rungs: list[Rung]) -> tuple[list[ShardWriter], list[MixTally]]:
@@ -166,5 +178,6 @@ def _record(manifest: dict, parent: dict, rung: Rung, shards: list, stats: dict)
         "shards": [asdict(s) for s in shards],
         "index": {"file": INDEX, "sha256": sha256_file(rung.out / INDEX)},
     }
+    record = sealed(record)
     write_json(rung.out / MANIFEST, record)
     return record

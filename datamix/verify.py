@@ -16,8 +16,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from datamix.errors import DatamixError
-from datamix.mix import INDEX, load_manifest
-from datamix.shards import sha256_file
+from datamix.lock import LOCK_NAME
+from datamix.mix import INDEX, MANIFEST, SEAL, load_manifest, manifest_digest, selection_digest
+from datamix.shards import sha256_file, shard_pattern
 
 
 class VerifyError(DatamixError):
@@ -93,9 +94,19 @@ def verify_mix(mix_dir: str | Path) -> Report:
             problems.append(f"{name}: {count:,} samples, manifest says {shard['samples']:,}")
     if position != manifest["samples"]:
         problems.append(f"manifest: its shards hold {position:,} samples but it says {manifest['samples']:,}")
+    _check_seal(manifest, problems)
     _check_index(mix_dir, manifest, problems)
     _check_strays(mix_dir, manifest, problems)
     return report
+
+
+def _check_seal(manifest: dict, problems: list[str]) -> None:
+    """The manifest's own figures (per-source counts, seed, id digests, recipe) are covered by its seal."""
+    if SEAL not in manifest:
+        problems.append(f"manifest: no {SEAL} (written by datamix before 0.2, or the key was removed); "
+                        "its own content cannot be checked: rebuild the mix")
+    elif manifest[SEAL] != manifest_digest(manifest):
+        problems.append("manifest: edited after it was written (its content no longer matches manifest_sha256)")
 
 
 def _check_index(mix_dir: Path, manifest: dict, problems: list[str]) -> None:
@@ -107,10 +118,12 @@ def _check_index(mix_dir: Path, manifest: dict, problems: list[str]) -> None:
     if "sha256" in entry and sha256_file(path) != entry["sha256"]:
         problems.append(f"{entry['file']}: changed (sha256 differs from the manifest)")
     try:
-        shards = pq.read_table(path, columns=["shard"]).column("shard").to_pylist()
+        table = pq.read_table(path, columns=["shard", "id", "source"])
     except Exception as exc:  # noqa: BLE001 - any parquet failure is one more problem to list
         problems.append(f"{entry['file']}: unreadable ({exc})")
         return
+    shards = table.column("shard").to_pylist()
+    _check_sources(manifest, table.column("id").to_pylist(), table.column("source").to_pylist(), problems)
     if len(shards) != manifest["samples"]:
         problems.append(f"{entry['file']}: {len(shards):,} rows, manifest says {manifest['samples']:,} samples")
     # Each index row names its shard: the per-shard row counts must be the manifest's too.
@@ -121,11 +134,44 @@ def _check_index(mix_dir: Path, manifest: dict, problems: list[str]) -> None:
             problems.append(f"{entry['file']}: {rows:,} rows for {shard['name']}, manifest says {shard['samples']:,}")
 
 
+def _check_sources(manifest: dict, ids: list[str], sources: list[str], problems: list[str]) -> None:
+    """Per-source counts and id digests recomputed from the index (the digest depends on the seed)."""
+    by_source: dict[str, list[str]] = {}
+    for sample_id, source in zip(ids, sources):
+        by_source.setdefault(source, []).append(sample_id)
+    recorded = manifest.get("sources", {})
+    for name in sorted(set(by_source) - set(recorded)):
+        problems.append(f"manifest: source {name!r} is in the index but not in the manifest")
+    for name, counts in recorded.items():
+        found = by_source.get(name, [])
+        if not isinstance(counts, dict):
+            problems.append(f"manifest: source {name!r} has no counts")
+            continue
+        if counts.get("written") != len(found):
+            problems.append(f"manifest: source {name!r} says {counts.get('written')} samples written, "
+                            f"the index holds {len(found):,}")
+        digest = counts.get("selected_ids_sha256")
+        if digest is not None and digest != selection_digest(manifest["seed"], name, found):
+            problems.append(f"manifest: source {name!r}: selected_ids_sha256 does not match the index's ids "
+                            "under the manifest's seed (seed or digest edited?)")
+
+
+# What a mix folder holds besides its shards; `.work/` (the build's cache) and the lock are datamix's own.
+KNOWN_FILES = {MANIFEST, INDEX, "stats.json", "rejects.jsonl", "README.md", LOCK_NAME, ".work"}
+
+
 def _check_strays(mix_dir: Path, manifest: dict, problems: list[str]) -> None:
-    """Files a reader globbing `<name>-*.tar` would pick up although the manifest does not list them."""
+    """Anything the manifest does not list: a stray tar would be picked up by a reader globbing `*.tar`."""
     listed = {s["name"] for s in manifest["shards"]}
-    for path in sorted(mix_dir.glob(f"{manifest['name']}-*.tar")):
-        if path.name not in listed:
+    ours = shard_pattern(manifest["name"])
+    for path in sorted(mix_dir.iterdir()):
+        if path.name in listed or path.name in KNOWN_FILES:
+            continue
+        if path.name.endswith(".tmp"):
+            problems.append(f"{path.name}: leftover temporary file (an interrupted write)")
+        elif ours.fullmatch(path.name):
             problems.append(f"{path.name}: unexpected shard, not in the manifest")
-    for path in sorted(mix_dir.glob("*.tmp")):
-        problems.append(f"{path.name}: leftover temporary file (an interrupted write)")
+        elif ".tar" in path.name:
+            problems.append(f"{path.name}: unexpected tar, not in the manifest (a reader globbing *.tar takes it)")
+        else:
+            problems.append(f"{path.name}: unexpected file, not part of the mix")

@@ -119,10 +119,10 @@ def _build_locked(recipe: Recipe, sources: list[SourceSpec], out: Path, workers:
                              max_pixels=recipe.max_image_pixels, pool=pool) for p, t in zip(prepared, chosen)]
         check_budgets(recipe, prepared, picks)
         echo("[3/4] shuffling")
-        digests, total = _route(recipe, prepared, picks, work)
+        total = _route(recipe, prepared, picks, work)
         echo(f"[4/4] writing {total:,} samples into shards")
         shards, stats = _write(recipe, prepared, out, work, build_key(recipe, prepared), total, pool)
-    manifest = write_records(out, recipe, prepared, picks, shards, stats, digests, total)
+    manifest = write_records(out, recipe, prepared, picks, shards, stats, total)
     remove_tree(work, "buckets")
     remove_file(work, "journal.jsonl")
     return manifest
@@ -135,16 +135,16 @@ def _route(recipe: Recipe, prepared: list[PreparedSource], picks: list[Picked], 
     counts = [len(p.items()[0]) for p in picks]
     positions = shuffle_positions(recipe.seed, sum(counts))
     buckets: dict[int, object] = {}
-    digests, start = {}, 0
+    start = 0
     try:
         for source, picked, n in zip(prepared, picks, counts):
-            digests[source.name] = route_to_buckets(picked, source.parquet, positions[start:start + n],
-                                                    source.spec.format_prompt, buckets, bucket_dir)
+            route_to_buckets(picked, source.parquet, positions[start:start + n],
+                             source.spec.format_prompt, buckets, bucket_dir)
             start += n
     finally:
         for f in buckets.values():
             f.close()
-    return digests, sum(counts)
+    return sum(counts)
 
 
 def _write(recipe: Recipe, prepared: list[PreparedSource], out: Path, work: Path, key: str, total: int, pool):

@@ -13,10 +13,12 @@ from datamix.build.pick import Picked
 from datamix.build.prepare import PreparedSource
 from datamix.build.write import SourceStats
 from datamix.jsonio import write_jsonl
+from datamix.mix import sealed, selection_digest
 from datamix.recipe import Recipe
 from datamix.shards import ShardRecord, sha256_file
 
-MANIFEST_FORMAT = "datamix-manifest/1"
+# 2: sealed (manifest_sha256 over its own content) and selected_ids_sha256 in rank order, recomputable from the index
+MANIFEST_FORMAT = "datamix-manifest/2"
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -65,12 +67,12 @@ def mix_statistics(out: Path, recipe: Recipe, prepared: list[PreparedSource], pe
 
 
 def write_records(out: Path, recipe: Recipe, prepared: list[PreparedSource], picks: list[Picked],
-                  shards: list[ShardRecord], stats: dict[str, SourceStats], digests: dict[str, str],
-                  total: int) -> dict:
+                  shards: list[ShardRecord], stats: dict[str, SourceStats], total: int) -> dict:
     write_rejects(out, prepared, picks)
     per_source = {p.name: source_counts(p, k, stats[p.name]) | stats[p.name].to_dict()
                   for p, k in zip(prepared, picks)}
     write_json(out / "stats.json", mix_statistics(out, recipe, prepared, per_source))
+    digests = index_digests(out, recipe.seed)
     manifest = {
         "format": MANIFEST_FORMAT,
         "name": recipe.name,
@@ -82,11 +84,24 @@ def write_records(out: Path, recipe: Recipe, prepared: list[PreparedSource], pic
         "sources": {p.name: {k: per_source[p.name][k] for k in ("available", "requested", "selected", "written")}
                     | {"rejected": sum(per_source[p.name]["rejected"]["convert"].values())
                        + sum(per_source[p.name]["rejected"]["images"].values()),
-                       "selected_ids_sha256": digests[p.name]} for p in prepared},
+                       "selected_ids_sha256": digests.get(p.name, selection_digest(recipe.seed, p.name, []))}
+                    for p in prepared},
         "samples": total,
         "bytes": sum(s.bytes for s in shards),
         "shards": [asdict(s) for s in shards],
         "index": {"file": "index.parquet", "sha256": sha256_file(out / "index.parquet")},
     }
+    manifest = sealed(manifest)
     write_json(out / "manifest.json", manifest)
     return manifest
+
+
+def index_digests(mix_dir: Path, seed: int) -> dict[str, str]:
+    """selected_ids_sha256 per source, from what index.parquet says was written (verify recomputes it so)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(mix_dir / "index.parquet", columns=["id", "source"])
+    by_source: dict[str, list[str]] = {}
+    for sample_id, source in zip(table.column("id").to_pylist(), table.column("source").to_pylist()):
+        by_source.setdefault(source, []).append(sample_id)
+    return {source: selection_digest(seed, source, ids) for source, ids in by_source.items()}

@@ -103,12 +103,8 @@ def mix_id(sample_id: str, converter_prefix: str, source_name: str, copy: int) -
 
 
 def route_to_buckets(picked: Picked, parquet: Path, positions: np.ndarray, policy: PromptPolicy,
-                     buckets: dict[int, object], bucket_dir: Path) -> str:
-    """Write this source's selected samples (with their copies) as JSON lines into position buckets.
-
-    Returns the sha256 of the selected mix ids (in row order), the manifest's digest of the selection.
-    """
-    digest = hashlib.sha256()
+                     buckets: dict[int, object], bucket_dir: Path) -> None:
+    """Write this source's selected samples (with their copies) as JSON lines into position buckets."""
     rows, copies = picked.items()
     order = np.argsort(rows, kind="stable")
     rows, copies, positions = rows[order], copies[order], positions[order]
@@ -121,11 +117,9 @@ def route_to_buckets(picked: Picked, parquet: Path, positions: np.ndarray, polic
             samples = dict(zip(wanted, table_to_samples(pa.Table.from_batches([batch.take(wanted)]))))
             for row, copy, position in zip(rows[lo:hi], copies[lo:hi], positions[lo:hi]):
                 sample = samples[int(row) - offset]
-                line, mixed_id = _bucket_line(sample, picked, int(row), int(copy), int(position), policy)
-                digest.update(mixed_id.encode() + b"\n")
+                line = _bucket_line(sample, picked, int(row), int(copy), int(position), policy)
                 _bucket_file(buckets, bucket_dir, int(position) // BUCKET).write(line)
         offset += batch.num_rows
-    return digest.hexdigest()
 
 
 def _bucket_file(buckets: dict[int, object], folder: Path, index: int):
@@ -135,7 +129,7 @@ def _bucket_file(buckets: dict[int, object], folder: Path, index: int):
 
 
 def _bucket_line(sample: Sample, picked: Picked, row: int, copy: int, position: int,
-                 policy: PromptPolicy) -> tuple[str, str]:
+                 policy: PromptPolicy) -> str:
     converter = sample.source
     sample = Sample.from_dict(sample.to_dict())  # copies of one row must not share mutable turns
     apply_format_prompt(sample, policy)  # idempotent: already applied when the source was converted
@@ -146,8 +140,7 @@ def _bucket_line(sample: Sample, picked: Picked, row: int, copy: int, position: 
     code, ext = int(picked.codes[row]), EXTENSIONS[int(picked.exts[row])]
     entry = {"p": position, "code": code, "ext": ext, "digest": picked.digests[row].tobytes().hex(),
              "exif": int(picked.orientations[row]) or None, "row": row_dict}
-    line = json.dumps(entry, ensure_ascii=False) + "\n"
-    return line, row_dict["id"]
+    return json.dumps(entry, ensure_ascii=False) + "\n"
 
 
 Member = tuple[str, bytes, str | None, int | None]  # (extension, bytes, re-encode note, EXIF orientation)
