@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from datamix.errors import InputError
 from datamix.jsonio import load_json_file
 from datamix.paths import is_safe_name
+from datamix.shards import HashingReader, sha256_file
 
 MANIFEST = "manifest.json"
 INDEX = "index.parquet"
@@ -85,20 +86,32 @@ def load_manifest(mix_dir: str | Path) -> dict:
     return _check_shape(load_json_file(path, "; rebuild the mix"), path)
 
 
-def read_index(mix_dir: str | Path, columns: list[str] | None = None) -> pa.Table:
-    """index.parquet: the unified schema in mix order plus key, shard, image_sha256, image_bytes, turns."""
+def read_index(mix_dir: str | Path, columns: list[str] | None = None, *, manifest: dict | None = None) -> pa.Table:
+    """index.parquet: the unified schema in mix order plus key, shard, image_sha256, image_bytes, turns.
+
+    With `manifest`, the file is first checked against the sha256 the manifest records for it.
+    """
     path = Path(mix_dir) / INDEX
     if not path.is_file():
         raise InputError(f"{path}: missing; the mix is incomplete, rebuild it")
-    return pq.read_table(path, columns=columns)
+    recorded = (manifest or {}).get("index", {}).get("sha256")
+    if recorded is not None and sha256_file(path) != recorded:
+        raise InputError(f"{path}: changed since the mix was written (sha256 differs from the manifest); "
+                         "run datamix verify (or pass --no-verify to read it anyway)")
+    try:
+        return pq.read_table(path, columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: unreadable index ({exc}); run datamix verify") from None
 
 
 def iter_members(mix_dir: str | Path, *, with_images: bool = True, positions: Collection[int] | None = None,
-                 manifest: dict | None = None) -> Iterator[tuple[str, dict[str, bytes]]]:
+                 manifest: dict | None = None, verify: bool = True) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {suffix: raw bytes}) per sample, in mix order; the json member is included, undecoded.
 
     `positions` (mix positions, i.e. int(key)) limits what is yielded and lets whole shards be skipped
     by their manifest range; `with_images=False` reads only the json members (images are skipped over).
+    `verify`: every shard's size is checked before it is opened, and its sha256, computed as it streams,
+    when it has been read to the end: a damaged parent is never copied into a rung or an export unnoticed.
     """
     mix_dir = Path(mix_dir)
     manifest = manifest if manifest is not None else load_manifest(mix_dir)
@@ -112,27 +125,37 @@ def iter_members(mix_dir: str | Path, *, with_images: bool = True, positions: Co
         path = mix_dir / shard["name"]
         if not path.is_file():
             raise InputError(f"{path}: shard listed in the manifest is missing; run datamix verify")
-        yield from _shard_members(path, with_images, wanted)
+        if verify and path.stat().st_size != shard["bytes"]:
+            raise InputError(f"{path}: {path.stat().st_size:,} bytes, the manifest says {shard['bytes']:,}; "
+                             f"the mix is damaged: run datamix verify (or pass --no-verify to read it anyway)")
+        yield from _shard_members(path, with_images, wanted, shard["sha256"] if verify else None)
 
 
-def _shard_members(path: Path, with_images: bool, wanted: set[int] | None) -> Iterator[tuple[str, dict[str, bytes]]]:
+def _shard_members(path: Path, with_images: bool, wanted: set[int] | None,
+                   sha256: str | None) -> Iterator[tuple[str, dict[str, bytes]]]:
     # "r|" is a pure stream: one sequential read, no seeking, constant memory whatever the shard size.
     # WebDataset groups a sample's members consecutively; a new key prefix closes the previous sample.
     current, members = None, {}
-    try:
-        with tarfile.open(path, mode="r|") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                key, _, suffix = member.name.partition(".")
-                if key != current:
-                    if current is not None and _keep(current, wanted):
-                        yield current, members
-                    current, members = key, {}
-                if (suffix == "json" or with_images) and _keep(key, wanted):
-                    members[suffix] = tar.extractfile(member).read()
-    except tarfile.TarError as exc:
-        raise InputError(f"{path}: unreadable shard ({exc}); run datamix verify") from None
+    with open(path, "rb") as f:
+        reader = HashingReader(f)
+        try:
+            with tarfile.open(fileobj=reader, mode="r|") as tar:
+                for member in tar:
+                    if not member.isfile():
+                        continue
+                    key, _, suffix = member.name.partition(".")
+                    if key != current:
+                        if current is not None and _keep(current, wanted):
+                            yield current, members
+                        current, members = key, {}
+                    if (suffix == "json" or with_images) and _keep(key, wanted):
+                        members[suffix] = tar.extractfile(member).read()
+        except tarfile.TarError as exc:
+            raise InputError(f"{path}: unreadable shard ({exc}); run datamix verify") from None
+        reader.drain()
+    if sha256 is not None and reader.sha.hexdigest() != sha256:
+        raise InputError(f"{path}: changed since it was written (sha256 differs from the manifest); the mix is "
+                         "damaged: run datamix verify (or pass --no-verify to read it anyway)")
     if current is not None and _keep(current, wanted):
         yield current, members
 
@@ -142,9 +165,10 @@ def _keep(key: str, wanted: set[int] | None) -> bool:
 
 
 def iter_samples(mix_dir: str | Path, *, with_images: bool = True, positions: Collection[int] | None = None,
-                 manifest: dict | None = None) -> Iterator[tuple[str, dict, dict[str, bytes]]]:
+                 manifest: dict | None = None, verify: bool = True) -> Iterator[tuple[str, dict, dict[str, bytes]]]:
     """(key, sample row, {image suffix: bytes}) per sample in mix order; images as stored, not decoded."""
-    for key, members in iter_members(mix_dir, with_images=with_images, positions=positions, manifest=manifest):
+    for key, members in iter_members(mix_dir, with_images=with_images, positions=positions, manifest=manifest,
+                                     verify=verify):
         if "json" not in members:
             raise InputError(f"{mix_dir}: sample {key} has no json member; run datamix verify")
         row = json.loads(members.pop("json"))

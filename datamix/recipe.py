@@ -103,6 +103,10 @@ def _portable(path: Path, base: Path) -> str:
         return str(path)
 
 
+# Every character str.splitlines() breaks at, written as its escape instead.
+_LINE_BREAKS = {ord(c): c.encode("unicode_escape").decode() for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
 class _Errors:
     """Collects every problem so the user fixes the recipe in one round."""
 
@@ -110,7 +114,8 @@ class _Errors:
         self.path, self.lines = path, []
 
     def add(self, where: str, message: str) -> None:
-        self.lines.append(f"{self.path}: {where}: {message}")
+        line = f"{self.path}: {where}: {message}"  # values from the recipe may hold line breaks: one line each
+        self.lines.append(line.translate(_LINE_BREAKS))
 
     def raise_if_any(self) -> None:
         if self.lines:
@@ -333,7 +338,10 @@ def _source(item: dict, base: Path, where: str, errors: _Errors, check_files: bo
         planned = False
     note = _text(item, "note", where, errors)
     converter, parquet = item.get("converter"), item.get("parquet")
-    if (converter is None) == (parquet is None):
+    if converter is not None and not isinstance(converter, str):
+        errors.add(where, f"converter must be a converter id such as 'vqav2', got {converter!r}")
+        converter = None
+    elif (converter is None) == (parquet is None):
         errors.add(where, "give exactly one of 'converter' (with 'inputs') or 'parquet' (an already converted file)")
     elif converter is not None and converter not in CONVERTERS and not planned:
         errors.add(where, f"unknown converter {converter!r}; known converters: {', '.join(sorted(CONVERTERS))} "

@@ -115,6 +115,23 @@ class ShardWriter:
         return self.records
 
 
+class HashingReader:
+    """A read-only stream that hashes and counts what a reader (tarfile) takes through it."""
+
+    def __init__(self, file):
+        self._file, self.sha, self.size = file, hashlib.sha256(), 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._file.read(n)
+        self.sha.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(1 << 20):  # tar end padding: tarfile stops reading before it
+            pass
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     sha = hashlib.sha256()
     with open(path, "rb") as f:

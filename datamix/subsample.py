@@ -43,10 +43,11 @@ def rung_name(parent: str, ratio: float) -> str:
     return f"{parent}-r{ratio:g}"
 
 
-def plan_rungs(mix_dir: Path, ratios: list[float], out: Path, *, one: bool = False) -> tuple[dict, list[Rung]]:
+def plan_rungs(mix_dir: Path, ratios: list[float], out: Path, *, one: bool = False,
+               verify: bool = True) -> tuple[dict, list[Rung]]:
     """Decide every rung's samples from the parent's index; `one`: `out` itself is the (single) rung."""
     manifest = load_manifest(mix_dir)
-    index = read_index(mix_dir, ["id", "source"])
+    index = read_index(mix_dir, ["id", "source"], manifest=manifest if verify else None)
     if index.num_rows != manifest["samples"]:
         raise InputError(f"{mix_dir}: index.parquet has {index.num_rows:,} rows but the manifest says "
                          f"{manifest['samples']:,} samples; run datamix verify")
@@ -79,21 +80,26 @@ def _source_order(manifest: dict, present: set[str]) -> list[str]:
     return [s for s in recipe if s in known] + sorted(known - set(recipe))
 
 
-def subsample(mix_dir: str | Path, ratios: list[float], out: str | Path, *, one: bool = False) -> list[dict]:
-    """Write one complete mix per ratio; returns their manifests (in the order of `ratios`)."""
+def subsample(mix_dir: str | Path, ratios: list[float], out: str | Path, *, one: bool = False,
+              verify: bool = True) -> list[dict]:
+    """Write one complete mix per ratio; returns their manifests (in the order of `ratios`).
+
+    `verify`: the parent's index and every shard read are checked against its manifest as they are read,
+    so a damaged parent stops the run before any rung gets a manifest.
+    """
     mix_dir, out = Path(mix_dir), Path(out)
     ratios = _check_ratios(ratios, one)
-    manifest, rungs = plan_rungs(mix_dir, ratios, out, one=one)
+    manifest, rungs = plan_rungs(mix_dir, ratios, out, one=one, verify=verify)
     for rung in rungs:
         if os.path.realpath(rung.out) == os.path.realpath(mix_dir):
             raise InputError(f"{rung.out}: the output folder is the parent mix itself; choose another --out")
     with ExitStack() as held:
         for rung in rungs:
             held.enter_context(output_lock(rung.out, f"datamix subsample {manifest['name']}"))
-        return _write_rungs(mix_dir, manifest, rungs)
+        return _write_rungs(mix_dir, manifest, rungs, verify)
 
 
-def _write_rungs(mix_dir: Path, manifest: dict, rungs: list[Rung]) -> list[dict]:
+def _write_rungs(mix_dir: Path, manifest: dict, rungs: list[Rung], verify: bool) -> list[dict]:
     for rung in rungs:
         _clear(rung)
     writers, tallies = _open(manifest, rungs)
@@ -103,7 +109,7 @@ def _write_rungs(mix_dir: Path, manifest: dict, rungs: list[Rung]) -> list[dict]
         for p in rung.positions.tolist():
             wanted.setdefault(p, []).append(i)
     index_ids = read_index(mix_dir, ["id"]).column("id").to_pylist()
-    for key, members in iter_members(mix_dir, positions=wanted.keys(), manifest=manifest):
+    for key, members in iter_members(mix_dir, positions=wanted.keys(), manifest=manifest, verify=verify):
         row = json.loads(members["json"])
         if row["id"] != index_ids[int(key)]:  # the decision was made on the index: it must describe the shards
             raise InputError(f"{mix_dir}: sample {key} is {row['id']!r} in the shards but "

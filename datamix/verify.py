@@ -7,7 +7,6 @@ first, so one run tells the whole story (a copy that lost two shards and gained 
 
 from __future__ import annotations
 
-import hashlib
 import tarfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ import pyarrow.parquet as pq
 from datamix.errors import DatamixError
 from datamix.lock import LOCK_NAME
 from datamix.mix import INDEX, MANIFEST, SEAL, load_manifest, manifest_digest, selection_digest
-from datamix.shards import sha256_file, shard_pattern
+from datamix.shards import HashingReader, sha256_file, shard_pattern
 
 
 class VerifyError(DatamixError):
@@ -36,27 +35,10 @@ class Report:
         return not self.problems
 
 
-class _HashingReader:
-    """A read-only stream that hashes and counts what tarfile reads through it."""
-
-    def __init__(self, file):
-        self._file, self.sha, self.size = file, hashlib.sha256(), 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._file.read(n)
-        self.sha.update(data)
-        self.size += len(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(1 << 20):  # tar end padding: tarfile stops reading before it
-            pass
-
-
 def scan_shard(path: Path) -> tuple[str, int, int, str | None]:
     """(sha256, bytes, json members, read error or None) of one shard, in one read."""
     with open(path, "rb") as f:
-        reader = _HashingReader(f)
+        reader = HashingReader(f)
         count, error = 0, None
         try:
             with tarfile.open(fileobj=reader, mode="r|") as tar:

@@ -28,6 +28,8 @@ def subsample(
                                       "--ratios: one <name>-r<ratio> folder per rung inside it).")],
     ratio: Annotated[float | None, typer.Option(help="One ratio in (0, 1]: write the rung into --out.")] = None,
     ratios: Annotated[str | None, typer.Option(help="Several ratios, e.g. 0.1,0.25,0.5: all rungs in one pass.")] = None,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Do not check the parent's shards and index "
+                                            "against its manifest while reading them.")] = False,
 ) -> None:
     """Exact, nested, seeded subsets of a mix (per source nearest count), image bytes copied as they are."""
     from datamix.subsample import subsample as run
@@ -35,7 +37,7 @@ def subsample(
     if (ratio is None) == (ratios is None):
         raise InputError("give exactly one of --ratio R or --ratios R1,R2,...")
     values = [ratio] if ratio is not None else parse_ratios(ratios)
-    manifests = run(mix_dir, values, out, one=ratio is not None)
+    manifests = run(mix_dir, values, out, one=ratio is not None, verify=not no_verify)
     for manifest in manifests:
         where = out if ratio is not None else out / manifest["name"]
         typer.echo(f"{manifest['name']}: {manifest['samples']:,} samples in {len(manifest['shards'])} shard(s), "
