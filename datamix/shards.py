@@ -114,6 +114,14 @@ class ShardWriter:
             self._finish()
         return self.records
 
+    def abort(self) -> None:
+        """Drop the shard being written (its `.tmp` file); the finished ones stay, as a kill would leave them."""
+        if self._tar is not None:
+            self._tar.close()
+            self._file.close()
+            (self.out_dir / (self.shard_name(self.index) + ".tmp")).unlink(missing_ok=True)
+            self._tar = self._file = None
+
 
 class HashingReader:
     """A read-only stream that hashes and counts what a reader (tarfile) takes through it."""

@@ -109,13 +109,18 @@ def _write_rungs(mix_dir: Path, manifest: dict, rungs: list[Rung], verify: bool)
         for p in rung.positions.tolist():
             wanted.setdefault(p, []).append(i)
     index_ids = read_index(mix_dir, ["id"]).column("id").to_pylist()
-    for key, members in iter_members(mix_dir, positions=wanted.keys(), manifest=manifest, verify=verify):
-        row = json.loads(members["json"])
-        if row["id"] != index_ids[int(key)]:  # the decision was made on the index: it must describe the shards
-            raise InputError(f"{mix_dir}: sample {key} is {row['id']!r} in the shards but "
-                             f"{index_ids[int(key)]!r} in index.parquet; run datamix verify")
-        for i in wanted[int(key)]:
-            _copy(writers[i], tallies[i], members, row, width=_key_width(len(rungs[i].positions)))
+    try:
+        for key, members in iter_members(mix_dir, positions=wanted.keys(), manifest=manifest, verify=verify):
+            row = json.loads(members["json"])
+            if row["id"] != index_ids[int(key)]:  # the decision was made on the index: it must describe the shards
+                raise InputError(f"{mix_dir}: sample {key} is {row['id']!r} in the shards but "
+                                 f"{index_ids[int(key)]!r} in index.parquet; run datamix verify")
+            for i in wanted[int(key)]:
+                _copy(writers[i], tallies[i], members, row, width=_key_width(len(rungs[i].positions)))
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        raise
     parent = {"name": manifest["name"], "manifest_sha256": sha256_file(mix_dir / MANIFEST)}
     return [_record(manifest, parent, rung, writers[i].close(), tallies[i].close()) for i, rung in enumerate(rungs)]
 
