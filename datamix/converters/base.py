@@ -6,12 +6,13 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
 
+from datamix.converters.options import NoOptions, OptionSpec, option_problems, option_specs, parse_options
+from datamix.errors import ConverterError
 from datamix.jsonio import iter_records
 from datamix.ledger import Ledger
 from datamix.progress import progress
@@ -21,14 +22,17 @@ from datamix.schema import Sample, validate
 BATCH = 4096
 
 
-@dataclass(frozen=True)
 class ConvertOptions:
-    format_prompt: PromptPolicy = PromptPolicy.first_turn
-    # vqav2: `consensus` = the file's multiple_choice_answer; `most_common` = the most frequent of the
-    # annotator answers (ties go to the answer given first).
-    answer: str = "consensus"
-    # vqav2: `2017` -> train2017/%012d.jpg (what LLaVA-1.5 uses); `2014` -> train2014/COCO_train2014_%012d.jpg
-    coco_naming: str = "2017"
+    """What one conversion is asked for: the format-prompt policy, which every source has, and the
+    converter's own options as raw values (strings from the command line, scalars from a recipe),
+    checked against the options that converter declares when it is built."""
+
+    def __init__(self, format_prompt: PromptPolicy | str = PromptPolicy.first_turn, **values: Any):
+        self.format_prompt = PromptPolicy(format_prompt)
+        self.values = dict(values)
+
+    def __repr__(self) -> str:
+        return f"ConvertOptions(format_prompt={self.format_prompt.value!r}, values={self.values!r})"
 
 
 class Converter(ABC):
@@ -41,9 +45,20 @@ class Converter(ABC):
 
     id: ClassVar[str]
     description: ClassVar[str]
+    # The converter's own options: a frozen dataclass of `options.option(...)` fields (default, choices, help).
+    Options: ClassVar[type] = NoOptions
 
     def __init__(self, options: ConvertOptions | None = None):
-        self.options = options or ConvertOptions()
+        options = options or ConvertOptions()
+        problems = option_problems(self.Options, options.values)
+        if problems:
+            raise ConverterError(f"{self.id}: " + "; ".join(problems))
+        self.format_prompt = options.format_prompt
+        self.options = parse_options(self.Options, options.values)
+
+    @classmethod
+    def option_specs(cls) -> tuple[OptionSpec, ...]:
+        return option_specs(cls.Options)
 
     @abstractmethod
     def convert(self, files: list[Path], ledger: Ledger) -> Iterator[pa.Table | list[Sample]]:
@@ -91,7 +106,7 @@ class RecordConverter(Converter):
 
     def prompt_policy(self, sample: Sample) -> PromptPolicy:
         """The format-prompt policy for one sample; a converter may exempt records the policy must not touch."""
-        return self.options.format_prompt
+        return self.format_prompt
 
     def _unique(self, sample_id: str) -> str:
         """Repeated original ids (llava_instruct reuses the image id per subset) get `#1`, `#2`, ... in input order."""
