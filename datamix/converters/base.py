@@ -64,19 +64,29 @@ class Converter(ABC):
     def convert(self, files: list[Path], ledger: Ledger) -> Iterator[pa.Table | list[Sample]]:
         """Yield output batches; count records and rejections in `ledger`."""
 
+    def prompt_policy(self, sample: Sample) -> PromptPolicy:
+        """The format-prompt policy for one sample; a converter may exempt records the policy must not touch."""
+        return self.format_prompt
+
+    def finish(self, sample: Sample) -> str | None:
+        """Apply the format-prompt policy to a built Sample and validate it; the reason when it is invalid."""
+        apply_format_prompt(sample, self.prompt_policy(sample))
+        return validate(sample)
+
 
 class RecordConverter(Converter):
     """A converter whose files are JSON lists (or JSON Lines) of independent records.
 
-    Subclasses give the msgspec `record_type` and `to_sample`, which returns a Sample or a reason string.
-    This class counts, applies the format-prompt policy, validates and makes ids unique.
+    Subclasses give the msgspec `record_type` and `to_sample`, which returns a Sample, a list of Samples
+    (one record expanded into several, as A-OKVQA's augmentation) or a reason string. This class counts,
+    applies the format-prompt policy, validates and makes ids unique.
     """
 
     record_type: ClassVar[Any]
     required_key: ClassVar[str] = "conversations"
 
     @abstractmethod
-    def to_sample(self, record: Any, index: int, file: Path) -> Sample | str:
+    def to_sample(self, record: Any, index: int, file: Path) -> Sample | list[Sample] | str:
         """Convert one raw record; return a reason string to reject it."""
 
     def convert(self, files: list[Path], ledger: Ledger) -> Iterator[list[Sample]]:
@@ -90,23 +100,20 @@ class RecordConverter(Converter):
                 if isinstance(sample, str):
                     ledger.reject(original_id(record, index), sample, file=file.name)
                     continue
-                apply_format_prompt(sample, self.prompt_policy(sample))
-                invalid = validate(sample)
-                if invalid:
-                    ledger.reject(sample.meta.get("original_id", index), invalid, file=file.name)
+                samples = sample if isinstance(sample, list) else [sample]
+                invalid = next((reason for s in samples if (reason := self.finish(s))), None)
+                if invalid:  # the copies of one record stand or fall together
+                    ledger.reject(samples[0].meta.get("original_id", index), invalid, file=file.name)
                     continue
-                sample.id = self._unique(sample.id)
+                for s in samples:
+                    s.id = self._unique(s.id)
                 ledger.records_out += 1
-                batch.append(sample)
-                if len(batch) == BATCH:
+                batch.extend(samples)
+                if len(batch) >= BATCH:
                     yield batch
                     batch = []
         if batch:
             yield batch
-
-    def prompt_policy(self, sample: Sample) -> PromptPolicy:
-        """The format-prompt policy for one sample; a converter may exempt records the policy must not touch."""
-        return self.format_prompt
 
     def _unique(self, sample_id: str) -> str:
         """Repeated original ids (llava_instruct reuses the image id per subset) get `#1`, `#2`, ... in input order."""
