@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datamix.converters.aokvqa import AOKVQA
 from datamix.converters.base import Converter, ConvertOptions
 from datamix.converters.gqa import GQA
 from datamix.converters.llava import Llava
@@ -10,7 +11,7 @@ from datamix.converters.sharegpt import ShareGPT
 from datamix.converters.vqav2 import VQAv2
 from datamix.errors import ConverterError
 
-CONVERTERS: dict[str, type[Converter]] = {c.id: c for c in (VQAv2, GQA, ShareGPT, Llava, OKVQA)}
+CONVERTERS: dict[str, type[Converter]] = {c.id: c for c in (VQAv2, GQA, ShareGPT, Llava, OKVQA, AOKVQA)}
 
 
 def get_converter(converter_id: str, options: ConvertOptions | None = None) -> Converter:
