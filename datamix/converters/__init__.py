@@ -6,12 +6,13 @@ from datamix.converters.aokvqa import AOKVQA
 from datamix.converters.base import Converter, ConvertOptions
 from datamix.converters.gqa import GQA
 from datamix.converters.llava import Llava
+from datamix.converters.ocrvqa import OCRVQA
 from datamix.converters.okvqa import OKVQA
 from datamix.converters.sharegpt import ShareGPT
 from datamix.converters.vqav2 import VQAv2
 from datamix.errors import ConverterError
 
-CONVERTERS: dict[str, type[Converter]] = {c.id: c for c in (VQAv2, GQA, ShareGPT, Llava, OKVQA, AOKVQA)}
+CONVERTERS: dict[str, type[Converter]] = {c.id: c for c in (VQAv2, GQA, ShareGPT, Llava, OKVQA, AOKVQA, OCRVQA)}
 
 
 def get_converter(converter_id: str, options: ConvertOptions | None = None) -> Converter:
