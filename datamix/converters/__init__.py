@@ -9,10 +9,12 @@ from datamix.converters.llava import Llava
 from datamix.converters.ocrvqa import OCRVQA
 from datamix.converters.okvqa import OKVQA
 from datamix.converters.sharegpt import ShareGPT
+from datamix.converters.textcaps import TextCaps
 from datamix.converters.vqav2 import VQAv2
 from datamix.errors import ConverterError
 
-CONVERTERS: dict[str, type[Converter]] = {c.id: c for c in (VQAv2, GQA, ShareGPT, Llava, OKVQA, AOKVQA, OCRVQA)}
+CONVERTERS: dict[str, type[Converter]] = {
+    c.id: c for c in (VQAv2, GQA, ShareGPT, Llava, OKVQA, AOKVQA, OCRVQA, TextCaps)}
 
 
 def get_converter(converter_id: str, options: ConvertOptions | None = None) -> Converter:

@@ -15,7 +15,8 @@ How the k copies differ is not published; here copy j (0..k-1) shows the choices
 (option i of copy j is `choices[(i + j) % k]`), so the correct letter takes every position once and a model
 cannot learn a letter prior. `augment=none` writes one copy in the file's order. The human turn is
 
-    <image>\\n<question>\\nA. <choice>\\nB. <choice>\\n...\\nAnswer with the option's letter from the given choices directly.
+    <image>\\n<question>\\nA. <choice>\\nB. <choice>\\n...\\n
+    Answer with the option's letter from the given choices directly.
 
 (the prompt goes through `prompts.apply_format_prompt`, so `format_prompt: none` leaves it out) and the answer is
 the bare letter, as LLaVA's option-only multiple-choice evaluation expects (docs/Evaluation.md). Copies share
@@ -125,6 +126,7 @@ class AOKVQA(RecordConverter):
         letter = LETTERS[(record.correct_choice_idx - rotation) % k]
         options = "\n".join(f"{LETTERS[i]}. {choice.strip()}" for i, choice in enumerate(shown))
         split = record.split
+        question = record.question.strip()
         meta = {"original_id": qid, "question_id": qid, "image_id": str(record.image_id), "split": split,
                 "choices": record.choices, "correct_choice_idx": record.correct_choice_idx,
                 "rotation": rotation, "answer_letter": letter, "augment": self.options.augment,
@@ -132,6 +134,6 @@ class AOKVQA(RecordConverter):
                 "rationales": record.rationales}
         return Sample(id=f"{self.id}/{qid}", source=self.id, task="mcq",
                       images=[f"{split}2017/{record.image_id:012d}.jpg"],
-                      conversations=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{record.question.strip()}\n{options}"},
+                      conversations=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{question}\n{options}"},
                                      {"from": "gpt", "value": letter}],
                       meta=meta)

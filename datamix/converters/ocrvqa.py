@@ -114,7 +114,8 @@ class OCRVQA(Converter):
             (~pl.col("key").str.contains(SAFE_KEY), "bad_key: cannot name an image file"),
             (~pl.col("key").is_first_distinct(), "duplicate_book: key seen earlier in the inputs"),
             (pl.col("n_questions") == 0, "no_questions: book has no questions"),
-            (pl.col("n_questions") != pl.col("n_answers"), "qa_length_mismatch: questions and answers differ in number"),
+            (pl.col("n_questions") != pl.col("n_answers"),
+             "qa_length_mismatch: questions and answers differ in number"),
         ]
         if self.options.split != "all":
             wanted = next(code for code, name in SPLITS.items() if name == self.options.split)

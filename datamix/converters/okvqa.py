@@ -1,11 +1,12 @@
 """OK-VQA: outside-knowledge VQA in the VQA file format, merged into one conversation per COCO image.
 
 Provenance: https://okvqa.allenai.org/download.html (Marino et al., CVPR 2019; v1.1 answers lemmatised).
-License: annotations CC BY 4.0, images under the COCO terms of use. Files: `OpenEnded_mscoco_{train,val}2014_questions.json`
-and `mscoco_{train,val}2014_annotations.json`, recognised by content (a `questions` or an `annotations` list)
+License: annotations CC BY 4.0, images under the COCO terms of use.
+Files: `OpenEnded_mscoco_{train,val}2014_questions.json` and `mscoco_{train,val}2014_annotations.json`, recognised by content (a `questions` or an `annotations` list)
 as for VQAv2, whose schema they share. One raw pair:
 
-    questions[i]:   {"image_id": 51606, "question": "What is the hairstyle of the blond called?", "question_id": 516065}
+    questions[i]:   {"image_id": 51606, "question": "What is the hairstyle of the blond called?",
+                     "question_id": 516065}
     annotations[i]: {"image_id": 51606, "answer_type": "other", "question_type": "four", "question_id": 516065,
                      "answers": [{"answer_id": 1, "raw_answer": "pony tails", "answer_confidence": "yes",
                                   "answer": "pony tail"}, ...], "confidence": 3}
