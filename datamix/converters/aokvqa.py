@@ -18,9 +18,10 @@ cannot learn a letter prior. `augment=none` writes one copy in the file's order.
     <image>\\n<question>\\nA. <choice>\\nB. <choice>\\n...\\n
     Answer with the option's letter from the given choices directly.
 
-(the prompt goes through `prompts.apply_format_prompt`, so `format_prompt: none` leaves it out) and the answer is
-the bare letter, as LLaVA's option-only multiple-choice evaluation expects (docs/Evaluation.md). Copies share
-the id `aokvqa/<question_id>`, made unique as `#1`, `#2`, ... in rotation order. Images are the COCO 2017 files
+(the prompt is appended by `prompts.with_prompt` and recorded in `meta` as every format prompt is, so
+`format_prompt: none` leaves it out) and the answer is the bare letter, as LLaVA's option-only multiple-choice
+evaluation expects (docs/Evaluation.md). The copies are built as one Arrow table (a record that passes the
+checks gives valid samples by construction). Copies share the id `aokvqa/<question_id>`, made unique as `#1`, `#2`, ... in rotation order. Images are the COCO 2017 files
 the record's split names (`train2017/%012d.jpg`, A-OKVQA's own `get_coco_path`), which LLaVA keeps under `coco/`.
 
 `meta`: question id, image id, split, the choices in the file's order, `correct_choice_idx`, the copy's
@@ -40,11 +41,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
+import numpy as np
+import polars as pl
+import pyarrow as pa
 
-from datamix.converters.base import RecordConverter
+from datamix.converters.base import Converter, original_id
 from datamix.converters.options import option
+from datamix.jsonio import iter_records
 from datamix.ledger import Ledger
-from datamix.schema import IMAGE_TOKEN, Sample
+from datamix.progress import progress
+from datamix.prompts import FORMAT_PROMPTS, PromptPolicy, with_prompt
+from datamix.schema import IMAGE_TOKEN
+from datamix.table import ARROW_SCHEMA
 
 LETTERS = string.ascii_uppercase
 SPLITS = ("train", "val", "test")  # the COCO 2017 folder each split's images are in: train2017, val2017, test2017
@@ -73,31 +81,33 @@ class AOKVQAOptions:
                           choices=("rotate", "none"))
 
 
-class AOKVQA(RecordConverter):
+class AOKVQA(Converter):
     id = "aokvqa"
     description = "A-OKVQA (aokvqa_v1p0_*.json) as multiple choice with letter answers, augmented once per choice"
     Options = AOKVQAOptions
-    record_type = AOKVQARecord
-    required_key = "question_id"
 
-    def convert(self, files: list[Path], ledger: Ledger) -> Iterator[list[Sample]]:
-        self._questions: set[str] = set()
-        return super().convert(files, ledger)
-
-    def to_sample(self, record: AOKVQARecord, index: int, file: Path) -> list[Sample] | str:
-        reason = self._problem(record)
-        if reason:
-            return reason
-        qid = str(record.question_id)
-        if qid in self._questions:
-            return "duplicate_question_id: seen earlier in the inputs"
-        self._questions.add(qid)
-        k = len(record.choices)
-        rotations = range(k) if self.options.augment == "rotate" else range(1)
-        return [self._copy(record, qid, j) for j in rotations]
+    def convert(self, files: list[Path], ledger: Ledger) -> Iterator[pa.Table]:
+        kept: list[AOKVQARecord] = []
+        seen: set[str] = set()
+        for file in files:
+            records = iter_records(file, AOKVQARecord, "question_id")
+            for index, record, reason in progress(records, f"{self.id} {file.name}", unit="rec"):
+                ledger.records_in += 1
+                reason = reason or self._problem(record)
+                if not reason and str(record.question_id) in seen:
+                    reason = "duplicate_question_id: seen earlier in the inputs"
+                if reason:
+                    ledger.reject(original_id(record, index), reason, file=file.name)
+                    continue
+                seen.add(str(record.question_id))
+                kept.append(record)
+        ledger.records_out += len(kept)
+        if kept:
+            yield self._table(kept)
 
     @staticmethod
     def _problem(record: AOKVQARecord) -> str | None:
+        """Every check a copy would fail; a record that passes gives valid samples by construction."""
         choices = record.choices or []
         if record.image_id is None or record.image_id < 0:
             return "bad_image_id: missing or not a COCO integer id"
@@ -119,21 +129,58 @@ class AOKVQA(RecordConverter):
             return "image_token_in_text"
         return None
 
-    def _copy(self, record: AOKVQARecord, qid: str, rotation: int) -> Sample:
-        """Copy `rotation` of one question: option i shows choices[(i + rotation) % k]."""
-        k = len(record.choices)
-        shown = [record.choices[(i + rotation) % k] for i in range(k)]
-        letter = LETTERS[(record.correct_choice_idx - rotation) % k]
-        options = "\n".join(f"{LETTERS[i]}. {choice.strip()}" for i, choice in enumerate(shown))
-        split = record.split
-        question = record.question.strip()
-        meta = {"original_id": qid, "question_id": qid, "image_id": str(record.image_id), "split": split,
-                "choices": record.choices, "correct_choice_idx": record.correct_choice_idx,
-                "rotation": rotation, "answer_letter": letter, "augment": self.options.augment,
-                "direct_answers": record.direct_answers, "difficult_direct_answer": record.difficult_direct_answer,
-                "rationales": record.rationales}
-        return Sample(id=f"{self.id}/{qid}", source=self.id, task="mcq",
-                      images=[f"{split}2017/{record.image_id:012d}.jpg"],
-                      conversations=[{"from": "human", "value": f"{IMAGE_TOKEN}\n{question}\n{options}"},
-                                     {"from": "gpt", "value": letter}],
-                      meta=meta)
+    def _table(self, records: list[AOKVQARecord]) -> pa.Table:
+        """All copies as one unified-schema table; the per-question meta is gathered per copy by polars."""
+        policy = self.format_prompt
+        prompt = FORMAT_PROMPTS["mcq"]
+        ids, images, turns, which, rotations, letters = [], [], [], [], [], []
+        for n, record in enumerate(records):
+            qid, k = str(record.question_id), len(record.choices)
+            question = f"{IMAGE_TOKEN}\n{record.question.strip()}\n"
+            image = f"{record.split}2017/{record.image_id:012d}.jpg"  # A-OKVQA's get_coco_path
+            for j in range(k) if self.options.augment == "rotate" else range(1):
+                # copy j: option i shows choices[(i + j) % k], so the right letter moves back by j
+                human = question + "\n".join(f"{LETTERS[i]}. {record.choices[(i + j) % k].strip()}"
+                                             for i in range(k))
+                letter = LETTERS[(record.correct_choice_idx - j) % k]
+                turns += [with_prompt(human, prompt) if policy is not PromptPolicy.none else human, letter]
+                ids.append(f"{self.id}/{qid}" if j == 0 else f"{self.id}/{qid}#{j}")
+                images.append(image)
+                which.append(n)
+                rotations.append(j)
+                letters.append(letter)
+        n_rows = len(ids)
+        roles = pa.DictionaryArray.from_arrays(np.tile(np.array([0, 1], dtype=np.int8), n_rows), ["human", "gpt"])
+        conversation = pa.StructArray.from_arrays([roles.cast(pa.string()), pa.array(turns, pa.string())],
+                                                  names=["from", "value"])
+        return pa.table({
+            "id": pa.array(ids, pa.string()),
+            "source": pa.array([self.id] * n_rows, pa.string()),
+            "task": pa.array(["mcq"] * n_rows, pa.string()),
+            "images": pa.ListArray.from_arrays(pa.array(np.arange(n_rows + 1), pa.int32()), pa.array(images)),
+            "conversations": pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * n_rows + 1, 2), pa.int32()),
+                                                      conversation),
+            "meta": self._meta(records, which, rotations, letters),
+        }, schema=ARROW_SCHEMA)
+
+    def _meta(self, records: list[AOKVQARecord], which: list[int], rotations: list[int],
+              letters: list[str]) -> pa.Array:
+        questions = pl.DataFrame({
+            "question_id": [str(r.question_id) for r in records],
+            "image_id": [str(r.image_id) for r in records],
+            "split": [r.split for r in records],
+            "choices": [r.choices for r in records],
+            "correct_choice_idx": [r.correct_choice_idx for r in records],
+            "direct_answers": [r.direct_answers for r in records],
+            "difficult_direct_answer": [r.difficult_direct_answer for r in records],
+            "rationales": [r.rationales for r in records],
+        }, schema_overrides={"choices": pl.List(pl.Utf8), "direct_answers": pl.List(pl.Utf8),
+                             "rationales": pl.List(pl.Utf8), "difficult_direct_answer": pl.Boolean})
+        copies = questions[which].with_columns(
+            original_id=pl.col("question_id"), rotation=pl.Series(rotations, dtype=pl.Int64),
+            answer_letter=pl.Series(letters, dtype=pl.Utf8), augment=pl.lit(self.options.augment))
+        if self.format_prompt is not PromptPolicy.none:  # recorded as prompts.apply_format_prompt does
+            copies = copies.with_columns(format_prompt=pl.lit(FORMAT_PROMPTS["mcq"]),
+                                         format_prompt_policy=pl.lit(self.format_prompt.value))
+        meta = copies.select(pl.struct(*sorted(copies.columns)).struct.json_encode())
+        return meta.to_series().to_arrow().cast(pa.string())

@@ -77,16 +77,15 @@ class Converter(ABC):
 class RecordConverter(Converter):
     """A converter whose files are JSON lists (or JSON Lines) of independent records.
 
-    Subclasses give the msgspec `record_type` and `to_sample`, which returns a Sample, a list of Samples
-    (one record expanded into several, as A-OKVQA's augmentation) or a reason string. This class counts,
-    applies the format-prompt policy, validates and makes ids unique.
+    Subclasses give the msgspec `record_type` and `to_sample`, which returns a Sample or a reason string.
+    This class counts, applies the format-prompt policy, validates and makes ids unique.
     """
 
     record_type: ClassVar[Any]
     required_key: ClassVar[str] = "conversations"
 
     @abstractmethod
-    def to_sample(self, record: Any, index: int, file: Path) -> Sample | list[Sample] | str:
+    def to_sample(self, record: Any, index: int, file: Path) -> Sample | str:
         """Convert one raw record; return a reason string to reject it."""
 
     def convert(self, files: list[Path], ledger: Ledger) -> Iterator[list[Sample]]:
@@ -100,16 +99,14 @@ class RecordConverter(Converter):
                 if isinstance(sample, str):
                     ledger.reject(original_id(record, index), sample, file=file.name)
                     continue
-                samples = sample if isinstance(sample, list) else [sample]
-                invalid = next((reason for s in samples if (reason := self.finish(s))), None)
-                if invalid:  # the copies of one record stand or fall together
-                    ledger.reject(samples[0].meta.get("original_id", index), invalid, file=file.name)
+                invalid = self.finish(sample)
+                if invalid:
+                    ledger.reject(sample.meta.get("original_id", index), invalid, file=file.name)
                     continue
-                for s in samples:
-                    s.id = self._unique(s.id)
+                sample.id = self._unique(sample.id)
                 ledger.records_out += 1
-                batch.extend(samples)
-                if len(batch) >= BATCH:
+                batch.append(sample)
+                if len(batch) == BATCH:
                     yield batch
                     batch = []
         if batch:
