@@ -126,7 +126,8 @@ def write_okvqa(out_dir: Path, n_questions: int, seed: int = 0) -> list[Path]:
                         for j, r in enumerate(a for a in raw for _ in range(2))]})
     rng.shuffle(annotations)
     out_dir.mkdir(parents=True, exist_ok=True)
-    q_path, a_path = out_dir / "OpenEnded_mscoco_train2014_questions.json", out_dir / "mscoco_train2014_annotations.json"
+    q_path = out_dir / "OpenEnded_mscoco_train2014_questions.json"
+    a_path = out_dir / "mscoco_train2014_annotations.json"
     q_path.write_text(json.dumps({"info": {}, "task_type": "Open-Ended", "data_type": "mscoco", "license": {},
                                   "data_subtype": "train2014", "questions": questions}))
     a_path.write_text(json.dumps({"info": {}, "license": {}, "data_subtype": "train2014", "annotations": annotations,

@@ -21,8 +21,9 @@ cannot learn a letter prior. `augment=none` writes one copy in the file's order.
 (the prompt is appended by `prompts.with_prompt` and recorded in `meta` as every format prompt is, so
 `format_prompt: none` leaves it out) and the answer is the bare letter, as LLaVA's option-only multiple-choice
 evaluation expects (docs/Evaluation.md). The copies are built as one Arrow table (a record that passes the
-checks gives valid samples by construction). Copies share the id `aokvqa/<question_id>`, made unique as `#1`, `#2`, ... in rotation order. Images are the COCO 2017 files
-the record's split names (`train2017/%012d.jpg`, A-OKVQA's own `get_coco_path`), which LLaVA keeps under `coco/`.
+checks gives valid samples by construction). Copies share the id `aokvqa/<question_id>`, made unique as `#1`,
+`#2`, ... in rotation order. Images are the COCO 2017 files the record's split names (`train2017/%012d.jpg`,
+A-OKVQA's own `get_coco_path`), which LLaVA keeps under `coco/`.
 
 `meta`: question id, image id, split, the choices in the file's order, `correct_choice_idx`, the copy's
 `rotation` and `answer_letter`, and `direct_answers`, `difficult_direct_answer`, `rationales` untouched (the
@@ -45,7 +46,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from datamix.converters.base import Converter, original_id
+from datamix.converters.base import Converter, gc_paused, original_id
 from datamix.converters.options import option
 from datamix.jsonio import iter_records
 from datamix.ledger import Ledger
@@ -90,7 +91,8 @@ class AOKVQA(Converter):
         kept: list[AOKVQARecord] = []
         seen: set[str] = set()
         for file in files:
-            records = iter_records(file, AOKVQARecord, "question_id")
+            with gc_paused():  # the file is decoded at the first record
+                records = list(iter_records(file, AOKVQARecord, "question_id"))
             for index, record, reason in progress(records, f"{self.id} {file.name}", unit="rec"):
                 ledger.records_in += 1
                 reason = reason or self._problem(record)

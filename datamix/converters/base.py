@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -129,3 +131,20 @@ def content_hash(*parts: str) -> str:
     """A stable id for records that have none: the same content gives the same id on every machine."""
     digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
     return f"h{digest[:16]}"
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while millions of small objects are decoded.
+
+    Decoding allocates containers (structs, lists) faster than they die, so the collector runs full
+    generations over them again and again: on a 207K-book OCR-VQA file that is most of the decode time
+    (measured by bench/academic_bench.py). Nothing decoded here holds cycles; the collector resumes after.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -41,7 +41,7 @@ import msgspec
 import polars as pl
 import pyarrow as pa
 
-from datamix.converters.base import Converter
+from datamix.converters.base import Converter, gc_paused
 from datamix.converters.options import option
 from datamix.converters.qa import blank, merge_per_image, reject_rows
 from datamix.errors import ConverterError
@@ -79,7 +79,8 @@ class OCRVQA(Converter):
     Options = OCRVQAOptions
 
     def convert(self, files: list[Path], ledger: Ledger) -> Iterator[pa.Table]:
-        frames = [load_books(path, ledger) for path in progress(files, "ocrvqa: parsing", unit="file")]
+        with gc_paused():  # millions of small objects: see base.gc_paused
+            frames = [load_books(path, ledger) for path in progress(files, "ocrvqa: parsing", unit="file")]
         books = pl.concat(frames) if frames else pl.DataFrame(schema=BOOK_SCHEMA)
         books = books.with_columns(n_questions=pl.col("questions").list.len().fill_null(0),
                                    n_answers=pl.col("answers").list.len().fill_null(0))

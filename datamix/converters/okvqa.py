@@ -2,7 +2,8 @@
 
 Provenance: https://okvqa.allenai.org/download.html (Marino et al., CVPR 2019; v1.1 answers lemmatised).
 License: annotations CC BY 4.0, images under the COCO terms of use.
-Files: `OpenEnded_mscoco_{train,val}2014_questions.json` and `mscoco_{train,val}2014_annotations.json`, recognised by content (a `questions` or an `annotations` list)
+Files: `OpenEnded_mscoco_{train,val}2014_questions.json` and `mscoco_{train,val}2014_annotations.json`,
+recognised by content (a `questions` or an `annotations` list)
 as for VQAv2, whose schema they share. One raw pair:
 
     questions[i]:   {"image_id": 51606, "question": "What is the hairstyle of the blond called?",
@@ -40,7 +41,7 @@ import msgspec
 import polars as pl
 import pyarrow as pa
 
-from datamix.converters.base import Converter
+from datamix.converters.base import Converter, gc_paused
 from datamix.converters.options import option
 from datamix.converters.qa import merge_per_image, reject_duplicates, reject_rows
 from datamix.converters.vqav2 import VQAv2, coco_path, most_common_answer
@@ -101,9 +102,10 @@ class OKVQA(Converter):
 
     def convert(self, files: list[Path], ledger: Ledger) -> Iterator[pa.Table]:
         questions, annotations = [], []
-        for path in progress(files, "okvqa: parsing", unit="file"):
-            kind, frame = load_okvqa_file(path, ledger)
-            (questions if kind == "questions" else annotations).append(frame)
+        with gc_paused():  # many small objects: see base.gc_paused
+            for path in progress(files, "okvqa: parsing", unit="file"):
+                kind, frame = load_okvqa_file(path, ledger)
+                (questions if kind == "questions" else annotations).append(frame)
         if not questions:
             raise ConverterError("okvqa: no questions file among the inputs (OpenEnded_mscoco_*_questions.json)")
         q = pl.concat(questions)

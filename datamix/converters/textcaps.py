@@ -38,7 +38,7 @@ from pathlib import Path
 import msgspec
 import polars as pl
 
-from datamix.converters.base import BATCH, Converter
+from datamix.converters.base import BATCH, Converter, gc_paused
 from datamix.converters.options import option
 from datamix.converters.qa import blank, reject_rows
 from datamix.errors import ConverterError
@@ -87,7 +87,8 @@ class TextCaps(Converter):
     Options = TextCapsOptions
 
     def convert(self, files: list[Path], ledger: Ledger) -> Iterator[list[Sample]]:
-        frames = [load_captions(path, ledger) for path in progress(files, "textcaps: parsing", unit="file")]
+        with gc_paused():  # millions of small objects: see base.gc_paused
+            frames = [load_captions(path, ledger) for path in progress(files, "textcaps: parsing", unit="file")]
         rows = pl.concat(frames) if frames else pl.DataFrame(schema=COLUMNS)
         ledger.records_in += rows.height
         rows = rows.with_columns(rid=pl.coalesce(pl.col("caption_id").cast(pl.Utf8),
