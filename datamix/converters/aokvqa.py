@@ -56,6 +56,7 @@ from datamix.schema import IMAGE_TOKEN
 from datamix.table import ARROW_SCHEMA
 
 LETTERS = string.ascii_uppercase
+STRINGS = pa.list_(pa.string())
 SPLITS = ("train", "val", "test")  # the COCO 2017 folder each split's images are in: train2017, val2017, test2017
 
 
@@ -171,13 +172,13 @@ class AOKVQA(Converter):
             "question_id": [str(r.question_id) for r in records],
             "image_id": [str(r.image_id) for r in records],
             "split": [r.split for r in records],
-            "choices": [r.choices for r in records],
+            # list columns through pyarrow, which builds them in C (polars goes element by element)
+            "choices": pa.array([r.choices for r in records], STRINGS),
             "correct_choice_idx": [r.correct_choice_idx for r in records],
-            "direct_answers": [r.direct_answers for r in records],
+            "direct_answers": pa.array([r.direct_answers for r in records], STRINGS),
             "difficult_direct_answer": [r.difficult_direct_answer for r in records],
-            "rationales": [r.rationales for r in records],
-        }, schema_overrides={"choices": pl.List(pl.Utf8), "direct_answers": pl.List(pl.Utf8),
-                             "rationales": pl.List(pl.Utf8), "difficult_direct_answer": pl.Boolean})
+            "rationales": pa.array([r.rationales for r in records], STRINGS),
+        }, schema_overrides={"difficult_direct_answer": pl.Boolean})
         copies = questions[which].with_columns(
             original_id=pl.col("question_id"), rotation=pl.Series(rotations, dtype=pl.Int64),
             answer_letter=pl.Series(letters, dtype=pl.Utf8), augment=pl.lit(self.options.augment))

@@ -51,6 +51,7 @@ from datamix.ledger import Ledger
 from datamix.progress import progress
 
 Id = int | str | None
+STRINGS = pa.list_(pa.string())
 
 
 class Question(msgspec.Struct):
@@ -164,8 +165,11 @@ def load_okvqa_file(path: Path, ledger: Ledger) -> tuple[str, pl.DataFrame]:
         return "annotations", pl.DataFrame({
             "qid": [_text(a.question_id) for a in records],
             "a_image_id": [_int(a.image_id) for a in records],
-            "answers": [[x.answer for x in a.answers] if a.answers is not None else None for a in records],
-            "raw_answers": [[x.raw_answer for x in a.answers] if a.answers is not None else None for a in records],
+            # list columns through pyarrow, which builds them in C (polars goes element by element)
+            "answers": pa.array([[x.answer for x in a.answers] if a.answers is not None else None
+                                 for a in records], STRINGS),
+            "raw_answers": pa.array([[x.raw_answer for x in a.answers] if a.answers is not None else None
+                                     for a in records], STRINGS),
             "question_type": [a.question_type for a in records],
             "category": [names.get(a.question_type or "") for a in records],
         }, schema={k: v for k, v in A_SCHEMA.items() if k != "file"}).with_columns(file=pl.lit(path.name))

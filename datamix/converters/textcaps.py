@@ -37,6 +37,7 @@ from pathlib import Path
 
 import msgspec
 import polars as pl
+import pyarrow as pa
 
 from datamix.converters.base import BATCH, Converter, gc_paused
 from datamix.converters.options import option
@@ -47,6 +48,7 @@ from datamix.ledger import Ledger
 from datamix.progress import progress
 from datamix.schema import IMAGE_TOKEN, Sample
 
+STRINGS = pa.list_(pa.string())
 SAFE_ID = r"^[0-9A-Za-z][0-9A-Za-z_-]*$"  # OpenImages ids are 16 hex digits
 
 
@@ -164,8 +166,9 @@ def load_captions(path: Path, ledger: Ledger) -> pl.DataFrame:
         "image_id": [r.image_id for r in records],
         "caption_id": [r.caption_id for r in records],
         "caption": [r.caption_str for r in records],
-        "references": [r.reference_strs for r in records],
-        "classes": [r.image_classes for r in records],
+        # list columns through pyarrow, which builds them in C (polars goes element by element)
+        "references": pa.array([r.reference_strs for r in records], STRINGS),
+        "classes": pa.array([r.image_classes for r in records], STRINGS),
         "width": [r.image_width for r in records],
         "height": [r.image_height for r in records],
         "set_name": [r.set_name for r in records],
