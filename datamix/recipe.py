@@ -28,7 +28,6 @@ SOURCE_KEYS = ("name", "converter", "parquet", "inputs", "image_root", "ratio", 
                "format_prompt", "options", "max_reject_ratio", "planned", "note")
 SHARD_KEYS = ("max_samples", "max_bytes")
 AMOUNT_KEYS = ("ratio", "count", "repeat")
-OPTION_KEYS = ("answer", "coco_naming")
 SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's decompression-bomb threshold
 # Bounds on what a recipe may expand to: a few KB of YAML aliases can otherwise expand into gigabytes
@@ -325,6 +324,7 @@ def _sources(raw: Any, base: Path, errors: _Errors, check_files: bool) -> list[S
 
 def _source(item: dict, base: Path, where: str, errors: _Errors, check_files: bool) -> SourceSpec | None:
     from datamix.converters import CONVERTERS
+    from datamix.converters.options import option_problems
 
     _unknown_keys(item, SOURCE_KEYS, where, errors)
     name = _required(item, "name", str, where, errors)
@@ -354,7 +354,9 @@ def _source(item: dict, base: Path, where: str, errors: _Errors, check_files: bo
     if not isinstance(options, dict):
         errors.add(where, "options must be a mapping, e.g. {answer: most_common}")
         options = {}
-    _unknown_keys(options, OPTION_KEYS, f"{where} options", errors)
+    if isinstance(converter, str) and converter in CONVERTERS:  # each converter declares and checks its own options
+        for problem in option_problems(CONVERTERS[converter].Options, options):
+            errors.add(f"{where} options", f"converter {converter}: {problem}")
     budget = item.get("max_reject_ratio")
     if budget is not None:
         budget = _fraction(budget, "max_reject_ratio", where, errors)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,21 +10,22 @@ import typer
 from datamix.cli import app, fails_cleanly
 from datamix.convert import rejects_path, run_conversion
 from datamix.converters import CONVERTERS, ConvertOptions
+from datamix.converters.options import parse_assignments
+from datamix.errors import ConverterError
 from datamix.ledger import Ledger
 from datamix.prompts import PromptPolicy
 
 
-class AnswerPolicy(str, Enum):
-    consensus = "consensus"
-    most_common = "most_common"
+def options_listing() -> str:
+    """Each converter's declared options, one line each: `id: name=a|b (default a) help`."""
+    lines = []
+    for cid, cls in CONVERTERS.items():
+        for spec in cls.option_specs():
+            lines.append(f"{cid}: {spec.name}={spec.allowed} (default {spec.default}): {spec.help}")
+    return "\n\n".join(lines)
 
 
-class CocoNaming(str, Enum):
-    y2017 = "2017"
-    y2014 = "2014"
-
-
-@app.command()
+@app.command(epilog="Converter options (--option key=value):\n\n" + options_listing())
 @fails_cleanly
 def convert(
     source: Annotated[str, typer.Argument(help=f"Converter id: {', '.join(CONVERTERS)}.")],
@@ -33,16 +33,16 @@ def convert(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")],
     format_prompt: Annotated[PromptPolicy, typer.Option(
         help="Where to append the LLaVA-1.5 response-format prompt.")] = PromptPolicy.first_turn,
-    answer: Annotated[AnswerPolicy, typer.Option(
-        help="vqav2: multiple_choice_answer (consensus) or the most frequent of the 10 answers.")] = (
-        AnswerPolicy.consensus),
-    coco_naming: Annotated[CocoNaming, typer.Option(
-        help="vqav2: image paths as train2017/%012d.jpg (2017, LLaVA-1.5) or "
-             "train2014/COCO_train2014_%012d.jpg (2014).")] = CocoNaming.y2017,
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", "-O", help="A converter option as key=value, repeatable; each converter's options are "
+                               "listed below and by `datamix converters`.")] = None,
 ) -> None:
     """Convert the official files of one source into the unified schema (Parquet) plus a rejects ledger."""
-    options = ConvertOptions(format_prompt=format_prompt, answer=answer.value, coco_naming=coco_naming.value)
-    ledger = run_conversion(source, paths, out, options)
+    try:
+        values = parse_assignments(option or [])
+    except ValueError as exc:
+        raise ConverterError(str(exc)) from None
+    ledger = run_conversion(source, paths, out, ConvertOptions(format_prompt=format_prompt, **values))
     print_report(ledger, out)
 
 
@@ -56,6 +56,8 @@ def print_report(ledger: Ledger, out: Path) -> None:
 
 @app.command()
 def converters() -> None:
-    """List the converters and what each reads."""
+    """List the converters, what each reads and the options each declares."""
     for cid, cls in CONVERTERS.items():
         typer.echo(f"{cid:<10} {cls.description}")
+        for spec in cls.option_specs():
+            typer.echo(f"{'':<10}   --option {spec.name}={spec.allowed} (default {spec.default}): {spec.help}")

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
 
+from datamix.converters.options import NoOptions, OptionSpec, option_problems, option_specs, parse_options
+from datamix.errors import ConverterError
 from datamix.jsonio import iter_records
 from datamix.ledger import Ledger
 from datamix.progress import progress
@@ -21,14 +24,17 @@ from datamix.schema import Sample, validate
 BATCH = 4096
 
 
-@dataclass(frozen=True)
 class ConvertOptions:
-    format_prompt: PromptPolicy = PromptPolicy.first_turn
-    # vqav2: `consensus` = the file's multiple_choice_answer; `most_common` = the most frequent of the
-    # annotator answers (ties go to the answer given first).
-    answer: str = "consensus"
-    # vqav2: `2017` -> train2017/%012d.jpg (what LLaVA-1.5 uses); `2014` -> train2014/COCO_train2014_%012d.jpg
-    coco_naming: str = "2017"
+    """What one conversion is asked for: the format-prompt policy, which every source has, and the
+    converter's own options as raw values (strings from the command line, scalars from a recipe),
+    checked against the options that converter declares when it is built."""
+
+    def __init__(self, format_prompt: PromptPolicy | str = PromptPolicy.first_turn, **values: Any):
+        self.format_prompt = PromptPolicy(format_prompt)
+        self.values = dict(values)
+
+    def __repr__(self) -> str:
+        return f"ConvertOptions(format_prompt={self.format_prompt.value!r}, values={self.values!r})"
 
 
 class Converter(ABC):
@@ -41,13 +47,33 @@ class Converter(ABC):
 
     id: ClassVar[str]
     description: ClassVar[str]
+    # The converter's own options: a frozen dataclass of `options.option(...)` fields (default, choices, help).
+    Options: ClassVar[type] = NoOptions
 
     def __init__(self, options: ConvertOptions | None = None):
-        self.options = options or ConvertOptions()
+        options = options or ConvertOptions()
+        problems = option_problems(self.Options, options.values)
+        if problems:
+            raise ConverterError(f"{self.id}: " + "; ".join(problems))
+        self.format_prompt = options.format_prompt
+        self.options = parse_options(self.Options, options.values)
+
+    @classmethod
+    def option_specs(cls) -> tuple[OptionSpec, ...]:
+        return option_specs(cls.Options)
 
     @abstractmethod
     def convert(self, files: list[Path], ledger: Ledger) -> Iterator[pa.Table | list[Sample]]:
         """Yield output batches; count records and rejections in `ledger`."""
+
+    def prompt_policy(self, sample: Sample) -> PromptPolicy:
+        """The format-prompt policy for one sample; a converter may exempt records the policy must not touch."""
+        return self.format_prompt
+
+    def finish(self, sample: Sample) -> str | None:
+        """Apply the format-prompt policy to a built Sample and validate it; the reason when it is invalid."""
+        apply_format_prompt(sample, self.prompt_policy(sample))
+        return validate(sample)
 
 
 class RecordConverter(Converter):
@@ -75,8 +101,7 @@ class RecordConverter(Converter):
                 if isinstance(sample, str):
                     ledger.reject(original_id(record, index), sample, file=file.name)
                     continue
-                apply_format_prompt(sample, self.prompt_policy(sample))
-                invalid = validate(sample)
+                invalid = self.finish(sample)
                 if invalid:
                     ledger.reject(sample.meta.get("original_id", index), invalid, file=file.name)
                     continue
@@ -88,10 +113,6 @@ class RecordConverter(Converter):
                     batch = []
         if batch:
             yield batch
-
-    def prompt_policy(self, sample: Sample) -> PromptPolicy:
-        """The format-prompt policy for one sample; a converter may exempt records the policy must not touch."""
-        return self.options.format_prompt
 
     def _unique(self, sample_id: str) -> str:
         """Repeated original ids (llava_instruct reuses the image id per subset) get `#1`, `#2`, ... in input order."""
@@ -110,3 +131,20 @@ def content_hash(*parts: str) -> str:
     """A stable id for records that have none: the same content gives the same id on every machine."""
     digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
     return f"h{digest[:16]}"
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while millions of small objects are decoded.
+
+    Decoding allocates containers (structs, lists) faster than they die, so the collector runs full
+    generations over them again and again: on a 207K-book OCR-VQA file that is most of the decode time
+    (measured by bench/academic_bench.py). Nothing decoded here holds cycles; the collector resumes after.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -79,7 +79,7 @@ class GQA(Converter):
             image_path=pl.lit("images/") + pl.col("image_id") + pl.lit(".jpg"),
         ).sort(["image_id", pl.col("qid").str.len_chars(), "qid"])  # numeric order of zero-padded ids
         yield merge_per_image(
-            rows, source=self.id, task="vqa_short", policy=self.options.format_prompt,
+            rows, source=self.id, task="vqa_short", policy=self.format_prompt,
             meta_lists={"question_ids": "qid", "full_answers": "full_answer", "is_balanced": "is_balanced",
                         "types": "types"},
             meta_first={"image_id": "image_id"},

@@ -92,7 +92,7 @@ class Llava(RecordConverter):
     def prompt_policy(self, sample: Sample) -> PromptPolicy:
         if sample.meta.get("origin") in UNPROMPTED_ORIGINS:
             return PromptPolicy.none
-        return self.options.format_prompt
+        return self.format_prompt
 
     def to_sample(self, record: LlavaRecord, index: int, file: Path) -> Sample | str:
         if not record.conversations:

@@ -18,12 +18,14 @@ without annotations (the test split) is rejected as `no_answer`. Dropped: `answe
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 
 from datamix.converters.base import Converter
+from datamix.converters.options import option
 from datamix.converters.qa import blank, merge_per_image, reject_duplicates, reject_rows
 from datamix.errors import ConverterError
 from datamix.jsonio import decode_any, read_object_table
@@ -45,9 +47,19 @@ A_COLUMNS = {"qid": pl.Utf8, "a_image_id": pl.Int64, "consensus": pl.Utf8, "answ
              "answer_type": pl.Utf8, "question_type": pl.Utf8, "file": pl.Utf8}
 
 
+@dataclass(frozen=True)
+class VQAOptions:
+    answer: str = option("consensus", "consensus = the file's multiple_choice_answer; most_common = the most "
+                         "frequent of the annotator answers (ties to the first given)",
+                         choices=("consensus", "most_common"))
+    coco_naming: str = option("2017", "image paths train2017/%012d.jpg (2017, LLaVA-1.5's layout) or "
+                              "<split>/COCO_<split>_%012d.jpg (2014)", choices=("2017", "2014"))
+
+
 class VQAv2(Converter):
     id = "vqav2"
-    description = "VQAv2 questions + annotations (also OK-VQA and abstract scenes), merged per image"
+    description = "VQAv2 questions + annotations (also abstract scenes), merged per image"
+    Options = VQAOptions
 
     def convert(self, files: list[Path], ledger: Ledger) -> Iterator[pa.Table]:
         questions, annotations = [], []
@@ -100,7 +112,7 @@ class VQAv2(Converter):
         policy_name = "multiple_choice_answer" if self.options.answer == "consensus" else "most_common"
         return merge_per_image(
             rows.with_columns(answer_policy=pl.lit(policy_name)),
-            source=self.id, task="vqa_short", policy=self.options.format_prompt,
+            source=self.id, task="vqa_short", policy=self.format_prompt,
             meta_lists={"question_ids": "qid", "answers": "answers", "answer_types": "answer_type",
                         "question_types": "question_type"},
             meta_first={"image_id": "image_key", "answer_policy": "answer_policy"},  # ids stay strings
