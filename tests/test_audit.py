@@ -35,7 +35,8 @@ def write(path: Path, records) -> Path:
 def qa(image: str | None, *pairs: tuple[str, str], rid="1") -> dict:
     turns = []
     for k, (h, g) in enumerate(pairs):
-        turns += [{"from": "human", "value": ("<image>\n" + h) if image and k == 0 else h}, {"from": "gpt", "value": g}]
+        turns += [{"from": "human", "value": ("<image>\n" + h) if image and k == 0 else h},
+                  {"from": "gpt", "value": g}]
     return {"id": rid, **({"image": image} if image else {}), "conversations": turns}
 
 
@@ -66,13 +67,14 @@ def test_every_fixture_record_gets_its_source():
     (qa("ocr_vqa/images/1.jpg", ("Q?", "A")), "ocrvqa"),
     (qa("textvqa/train_images/a.jpg", ("Q?", "A")), "textcaps"),
     (qa("vg/VG_100K_2/1.jpg", ("Q?", "A")), "vg"),
-    (qa("coco/train2017/1.jpg", ("Q?\nA. x\nB. y\nAnswer with the option's letter from the given choices directly.", "A")),
-     "aokvqa"),
+    (qa("coco/train2017/1.jpg",
+        ("Q?\nA. x\nB. y\nAnswer with the option's letter from the given choices directly.", "A")), "aokvqa"),
     (qa("coco/train2017/1.jpg", ("Please provide a short description for this region: [0.1, 0.2, 0.3, 0.4].", "Cat.")),
      "refcoco"),
     # the region prompt on a later turn still counts ("any human turn")
     (qa("coco/train2017/1.jpg", ("What is it?", "A cat."),
-        ("Please provide the bounding box coordinate of the region this sentence describes: cat.", "[0.1, 0.2, 0.3, 0.4]")),
+        ("Please provide the bounding box coordinate of the region this sentence describes: cat.",
+         "[0.1, 0.2, 0.3, 0.4]")),
      "refcoco"),
     (qa("coco/train2017/1.jpg", ("Q?\n" + SHORT, "Yes")), "vqav2_okvqa"),
     (qa("coco/train2017/1.jpg", ("What is in the picture?", "A cat on a desk.")), "llava_instruct"),
@@ -251,7 +253,8 @@ def test_missing_images_and_paths_that_leave_the_root(tmp_path):
                qa("gqa/images/1.jpg", ("Other?", "B")),  # the same image twice is checked once
                qa("gqa/../../secret.jpg", ("Q?", "A")), qa(str(tmp_path / "secret.jpg"), ("Q?", "A")),
                qa("gqa/images/link.jpg", ("Q?", "A")), qa(None, ("Hi", "Hello"))]
-    result = run(write(tmp_path / "r.json", records), "--no-counts", "--image-root", root, "--json", tmp_path / "o.json")
+    result = run(write(tmp_path / "r.json", records), "--no-counts", "--image-root", root,
+                 "--json", tmp_path / "o.json")
     assert result.exit_code == 1
     assert "1 image(s) missing under" in result.output and "3 image path(s) outside the image root" in result.output
     images = json.loads((tmp_path / "o.json").read_text())["images"]

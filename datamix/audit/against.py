@@ -64,7 +64,8 @@ def compare_build(released: tuple[pl.DataFrame, pl.DataFrame], build: tuple[pl.D
         out[cls] = {
             "both": j.height - only_rel.height - only_bld.height, "only_released": only_rel.height,
             "only_build": only_bld.height, "differing": d.height,
-            "examples_only_released": _examples(only_rel, "id"), "examples_only_build": _examples(only_bld, "id_build"),
+            "examples_only_released": _examples(only_rel, "id"),
+            "examples_only_build": _examples(only_bld, "id_build"),
             "examples_differing": d.head(EXAMPLES).drop("class").to_dicts(),
         }
     total = {k: sum(c[k] for c in out.values()) for k in ("both", "only_released", "only_build", "differing")}
@@ -104,7 +105,8 @@ def strip_prompt(text: pl.Expr) -> pl.Expr:
 
 def _keyed(recs: pl.DataFrame, turns: pl.DataFrame) -> pl.DataFrame:
     """row, id, class + the match key (source-relative image, bare first question) + a conversation hash."""
-    first_q = (turns.lazy().filter(pl.col("role") == "human").group_by("row").agg(pl.col("value").sort_by("pos").first())
+    first_q = (turns.lazy().filter(pl.col("role") == "human").group_by("row")
+               .agg(pl.col("value").sort_by("pos").first())
                .select("row", strip_prompt(question_text(pl.col("value").fill_null(""))).alias("question")))
     conversation = (turns.lazy().select("row", pl.struct("pos", "role", "value").hash(0).alias("h"))
                     .group_by("row").agg(pl.col("h").bitwise_xor().alias("conversation")))

@@ -5,11 +5,12 @@
   `none`, `single_turn` (one question, prompted), `first_turn` (several questions, only the first
   prompted: what public copies show for GQA and OCR-VQA), `every_turn`, or `mixed`; a question counts as
   prompted when it ends with the prompt once `<image>` is removed, as `prompts.with_prompt` tests it;
-- answer casing: among gpt turns that start with a cased letter, the share starting uppercase ("Yes" vs "yes");
-  and the share of gpt turns ending with a period ("Red jacket.");
+- answer casing: among gpt turns that start (after whitespace) with a cased letter, the share starting
+  uppercase ("Yes" vs "yes"); and the share of gpt turns ending with a period ("Red jacket.");
 - boxes: every `[a, b, c, d]` of four numbers in any turn (REG questions, REC answers): how the values are
   printed (`round_2dp`: like Python's `round(v, 2)`, 0.8 / 0.61, the released mix's format; `fixed_2dp`:
-  exactly two decimals, `[0.61, 0.36, 0.92, 0.83]`; `integer`: pixel coordinates; `more_dp`), values
+  exactly two decimals, `[0.61, 0.36, 0.92, 0.83]`; `integer`: pixel coordinates; `more_dp`; `other`:
+  a mix such as `[0, 0.5, 1, 0.8]`; `round_2dp_like` counts the first two together), values
   outside [0, 1], and inverted boxes (x2 < x1 or y2 < y1);
 - problems LLaVA's trainer would meet: records without conversations, turns without role or text, and a
   count of `<image>` tokens different from the number of images.
@@ -18,6 +19,8 @@ Every figure is one expression, evaluated grouped by class and once over the fil
 """
 
 from __future__ import annotations
+
+import re
 
 import polars as pl
 
@@ -36,18 +39,20 @@ def question_text(value: pl.Expr) -> pl.Expr:
     return value.str.replace_all(IMAGE_TOKEN, "", literal=True).str.strip_chars()
 
 
-def prompt_of(text: pl.Expr) -> pl.Expr:
-    """The task whose format prompt ends `text` (null when none does)."""
+def prompt_of(value: pl.Expr) -> pl.Expr:
+    """The task whose format prompt ends the turn, trailing whitespace and a suffix `<image>` aside (null when
+    none does). An end-anchored regex over the raw text: no copy of the text is made (7M turns at 665K)."""
     out = pl.lit(None, pl.String)
     for task, prompt in reversed(FORMAT_PROMPTS.items()):
-        out = pl.when(text.str.ends_with(prompt)).then(pl.lit(task)).otherwise(out)
+        ends = value.str.contains(re.escape(prompt) + rf"\s*(?:{IMAGE_TOKEN}\s*)?\z")
+        out = pl.when(ends).then(pl.lit(task)).otherwise(out)
     return out
 
 
 def with_prompts(turns: pl.DataFrame) -> pl.DataFrame:
     """turns + `prompt`: the task whose format prompt ends the human turn (null for none and for gpt turns)."""
     human = pl.col("role") == "human"
-    return turns.with_columns(prompt=pl.when(human).then(prompt_of(question_text(pl.col("value")))))
+    return turns.with_columns(prompt=pl.when(human).then(prompt_of(pl.col("value"))))
 
 
 def per_record(records: pl.DataFrame, turns: pl.DataFrame) -> pl.DataFrame:
@@ -107,12 +112,10 @@ def prompt_figures(turns: pl.DataFrame) -> dict[str, dict[str, int]]:
 
 def answer_figures(turns: pl.DataFrame) -> dict[str, dict]:
     """{class: answers, uppercase, lowercase, uppercase_share, period_share}."""
-    text = pl.col("value").fill_null("").str.strip_chars()
-    first = text.str.slice(0, 1)
-    upper = first != first.str.to_lowercase()
-    lower = first != first.str.to_uppercase()
+    value = pl.col("value").fill_null("")
+    upper, lower = value.str.contains(r"^\s*\p{Lu}"), value.str.contains(r"^\s*\p{Ll}")
     gpt = turns.lazy().filter(pl.col("role") == "gpt").select("class", upper.alias("u"), lower.alias("l"),
-                                                               text.str.ends_with(".").alias("p"))
+                                                               value.str.contains(r"\.\s*\z").alias("p"))
     out = by_class(gpt, [pl.len().alias("answers"), pl.col("u").sum().alias("uppercase"),
                          pl.col("l").sum().alias("lowercase"), pl.col("p").mean().alias("period_share")])
     for f in out.values():
@@ -123,7 +126,8 @@ def answer_figures(turns: pl.DataFrame) -> dict[str, dict]:
 
 def box_figures(turns: pl.DataFrame) -> dict[str, dict]:
     """{class: boxes, in_human, in_gpt, formats {format: boxes}, outside_unit, inverted} where boxes occur."""
-    boxes = (turns.lazy().select("class", "role", pl.col("value").str.extract_all(BOX).alias("box"))
+    boxes = (turns.lazy().filter(pl.col("value").str.contains(r"\[\s*-?\d"))  # a cheap pass first
+             .select("class", "role", pl.col("value").str.extract_all(BOX).alias("box"))
              .explode("box").drop_nulls("box")
              .with_columns(pl.col("box").str.extract_all(NUMBER).alias("nums")))
     decimals = pl.col("nums").list.eval(

@@ -35,7 +35,8 @@ def prompts_table(result: dict) -> Table:
         placement = [pct(b["placement"][p] / records, 0) if b["placement"][p] else "-" for p in PLACEMENTS]
         prompts = ", ".join(f"{task} {k:,}" for task, k in b["prompts"].items()) or "-"
         a = b["answers"] or {}
-        rows.append([cls, *placement, _fit(prompts, 22), pct(a.get("uppercase_share"), 0), pct(a.get("period_share"), 0)])
+        rows.append([cls, *placement, _fit(prompts, 22), pct(a.get("uppercase_share"), 0),
+                     pct(a.get("period_share"), 0)])
     return Table("format prompts (share of records by placement) and answers",
                  ["source", "none", "single", "first", "every", "mixed", "prompted questions", "Upper", "end ."], rows,
                  "single: one question, prompted; first: only the first of several; Upper: answers starting "

@@ -25,8 +25,8 @@ def audit(
                                                  "(a mix folder).")] = None,
     image_root: Annotated[Path | None, typer.Option(help="LLaVA's image folder (playground/data): report images "
                                                     "missing under it.")] = None,
-    expect: Annotated[Path | None, typer.Option(help="Reference counts to check (default: "
-                                                "manifests/llava_v1_5_mix665k.json, the exact published split).")] = None,
+    expect: Annotated[Path | None, typer.Option(help="Reference counts to check (default: manifests/"
+                                                "llava_v1_5_mix665k.json, the exact published split).")] = None,
     counts: Annotated[bool, typer.Option("--counts/--no-counts", help="Check the per-source counts.")] = True,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write every figure to this JSON file.")] = None,
     report: Annotated[Path | None, typer.Option(help="Write an HTML report into this folder.")] = None,

@@ -65,7 +65,8 @@ def write_audit_report(out_dir: str | Path, result: dict) -> Path:
     counts = result["counts"]
     if counts is not None and counts["total"]["expected"]:
         expected = counts["total"]["expected"]
-        series.append((counts["reference"], {c: (r["expected"] or 0) / expected for c, r in counts["classes"].items()}))
+        shares = {c: (r["expected"] or 0) / expected for c, r in counts["classes"].items()}
+        series.append((counts["reference"], shares))
     intro = f"{result['records']:,} records. {html.escape(verdict(result, failures(result)))}"
     failed = "".join(f"<li>{html.escape(f)}</li>" for f in failures(result))
     return write_page(out_dir, f"datamix audit: {result['file']}", intro + (f"<ul>{failed}</ul>" if failed else ""),
