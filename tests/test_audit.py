@@ -336,6 +336,14 @@ def test_against_a_build(tmp_path, demo_build):
     assert "gpt: Changed answer" in result.output
 
 
+def test_released_text_is_not_taken_for_markup(tmp_path, demo_build):
+    records = _released_from_build(demo_build)
+    target = next(r for r in records if r.get("image", "").startswith("gqa/"))
+    target["conversations"][1]["value"] = "[a dog] [bold]"
+    result = run(write(tmp_path / "r.json", records), "--no-counts", "--against", demo_build)
+    assert "gpt: [a dog] [bold]" in result.output
+
+
 def test_a_different_prompt_placement_still_matches_and_shows(tmp_path, demo_build):
     records = _released_from_build(demo_build)
     target = next(r for r in records if r.get("image", "").startswith("gqa/") and len(r["conversations"]) >= 4)
@@ -378,6 +386,7 @@ def test_report_page(tmp_path):
 
 def test_table_fits_100_columns():
     result = run(SAMPLE)
+    assert "boxes [x1, y1, x2, y2]" in result.output
     lines = [line for line in result.output.splitlines() if not line.startswith("error: ")]  # one line, any length
     assert len(lines) > 30 and max(len(line) for line in lines) <= 100
 

@@ -13,6 +13,16 @@ from datamix.cli import app, fails_cleanly
 from datamix.errors import DatamixError, InputError
 
 
+def _plain(table):
+    """The table with rich markup escaped: released text ("[a dog]", "[x1, y1, x2, y2]") is shown as it is."""
+    from dataclasses import replace
+
+    from rich.markup import escape
+
+    return replace(table, title=escape(table.title), note=escape(table.note),
+                   rows=[[escape(cell) for cell in row] for row in table.rows])
+
+
 class AuditFailed(DatamixError):
     """The file is not the published split, has malformed records, or misses images."""
 
@@ -49,7 +59,7 @@ def audit(
         reference = load_reference(path)
     result = run(released, reference, image_root=image_root, against=against)
     failed = failures(result)
-    print_tables(audit_tables(result), verdict(result, failed))
+    print_tables([_plain(t) for t in audit_tables(result)], verdict(result, failed))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
