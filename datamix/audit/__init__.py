@@ -27,6 +27,7 @@ SHOWN = 3  # classes named in the one-line failure message
 
 def audit(path: str | Path, reference: dict | None = None, image_root: str | Path | None = None,
           against: str | Path | None = None) -> dict:
+    """Every figure of the released file at `path`; `reference` is a manifest (stats.load.load_reference)."""
     released = read_released(path)
     classes = classify(released.records, released.turns)
     turns = fig.with_prompts(released.turns.with_columns(_per_row(classes, released.turns)))
