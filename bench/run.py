@@ -1,6 +1,7 @@
 """`make bench`: datamix against the baselines users have today, measured in the same invocation.
 
-`--only convert|build|stats|train|all`; see each section below and bench/build_bench.py, bench/stats_bench.py,
+`--only convert|academic|build|stats|audit|train|all`; see each section below and bench/build_bench.py,
+bench/stats_bench.py, bench/audit_bench.py (`datamix audit` of a generated 665K-record release beside `json.load`),
 bench/train_bench.py (the training input pipeline against a LLaVA-style loader, and data_wait in training).
 
 For a VQAv2-train-scale input (443,757 questions, 4,437,570 answers) and a GQA-balanced-train-scale
@@ -74,7 +75,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full train-split sizes")
     parser.add_argument("--work", type=Path, default=Path("bench_out"), help="where inputs and outputs go")
-    parser.add_argument("--only", choices=("convert", "academic", "build", "stats", "train", "all"), default="all",
+    parser.add_argument("--only", choices=("convert", "academic", "build", "stats", "audit", "train", "all"),
+                        default="all",
                         help="which benchmarks")
     parser.add_argument("--mix-scale", type=float, default=build_bench.DEFAULT_MIX_SCALE,
                         help="fraction of the 665,298-sample LLaVA-1.5 mix for the build scale benchmark")
@@ -90,6 +92,8 @@ def main() -> None:
         build_bench.bench_scale(args.work, args.mix_scale, measure)
     if args.only in ("stats", "all"):  # its own script: it generates a 665K-row index and times two processes
         subprocess.run([sys.executable, str(HERE / "stats_bench.py"), "--work", str(args.work)], check=True)
+    if args.only in ("audit", "all"):  # its own script: a generated 665K-record released file, two processes
+        subprocess.run([sys.executable, str(HERE / "audit_bench.py"), "--work", str(args.work)], check=True)
     if args.only in ("train", "all"):  # its own script: loader jobs and a training run, each in a fresh process
         subprocess.run([sys.executable, str(HERE / "train_bench.py"), "--work", str(args.work)], check=True)
 

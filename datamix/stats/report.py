@@ -47,25 +47,46 @@ def chart_pngs(stats: dict, other: dict | None = None) -> dict[str, bytes]:
 def write_report(out_dir: str | Path, stats: dict, comparison: dict | None = None, other: dict | None = None,
                  against: dict | None = None) -> Path:
     """Write DIR/index.html (self-contained), DIR/*.png and DIR/stats.json; return the page's path."""
+    intro = (f"{stats['samples']:,} samples ({html.escape(stats['kind'])}); lengths in "
+             f"{html.escape(stats['length_unit'])}{' (' + html.escape(stats['tokenizer']) + ')' if stats['tokenizer'] else ''}."
+             f" {html.escape(overlap_note(stats))}")
+    tables = stats_tables(stats) + [compare_table(c) for c in (comparison, against) if c is not None]
+    return write_page(out_dir, f"datamix stats: {stats['name']}", intro, chart_pngs(stats, other), tables,
+                      "stats.json", stats)
+
+
+def write_audit_report(out_dir: str | Path, result: dict) -> Path:
+    """`datamix audit --report DIR`: the audit's tables and a shares chart (released vs the reference counts)
+    on the same kind of page as the stats report, with DIR/audit.json."""
+    from datamix.audit.tables import audit_tables, verdict
+    from datamix.audit import failures
+
+    series = [(result["file"], {c: b["share"] for c, b in result["classes"].items()})]
+    counts = result["counts"]
+    if counts is not None and counts["total"]["expected"]:
+        expected = counts["total"]["expected"]
+        shares = {c: (r["expected"] or 0) / expected for c, r in counts["classes"].items()}
+        series.append((counts["reference"], shares))
+    intro = f"{result['records']:,} records. {html.escape(verdict(result, failures(result)))}"
+    failed = "".join(f"<li>{html.escape(f)}</li>" for f in failures(result))
+    return write_page(out_dir, f"datamix audit: {result['file']}", intro + (f"<ul>{failed}</ul>" if failed else ""),
+                      {"shares.png": charts.shares(series)}, audit_tables(result), "audit.json", result)
+
+
+def write_page(out_dir: str | Path, title: str, intro_html: str, pngs: dict[str, bytes], tables: list[Table],
+               json_name: str, data: dict) -> Path:
+    """DIR/index.html (charts embedded as data URIs, then the tables), DIR/*.png and DIR/<json_name>."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pngs = chart_pngs(stats, other)
-    for name, data in pngs.items():
-        (out / name).write_bytes(data)
-    parts = [f"<h1>datamix stats: {html.escape(stats['name'])}</h1>",
-             f"<p>{stats['samples']:,} samples ({html.escape(stats['kind'])}); lengths in "
-             f"{html.escape(stats['length_unit'])}{' (' + html.escape(stats['tokenizer']) + ')' if stats['tokenizer'] else ''}."
-             f" {html.escape(overlap_note(stats))}</p>"]
-    for name, data in pngs.items():
-        uri = "data:image/png;base64," + base64.b64encode(data).decode()
+    for name, png in pngs.items():
+        (out / name).write_bytes(png)
+    parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{intro_html}</p>"]
+    for name, png in pngs.items():
+        uri = "data:image/png;base64," + base64.b64encode(png).decode()
         parts.append(f'<img alt="{name[:-4]}" src="{uri}">')
-    parts += [html_table(t) for t in stats_tables(stats)]
-    if comparison is not None:
-        parts.append(html_table(compare_table(comparison)))
-    if against is not None:
-        parts.append(html_table(compare_table(against)))
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>datamix stats: {html.escape(stats['name'])}"
+    parts += [html_table(t) for t in tables]
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
             f"</title><style>{STYLE}</style>{SCRIPT}</head><body>{''.join(parts)}</body></html>")
     (out / "index.html").write_text(page, encoding="utf-8")
-    (out / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / json_name).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return out / "index.html"
