@@ -14,7 +14,7 @@ from pathlib import Path
 import torch.distributed as dist
 
 from datamix.train.config import TrainConfig, TrainError
-from datamix.train.data import mix_shards, read_samples
+from datamix.train.data import mix_shard_counts, read_samples
 from datamix.train.model import build_from_paths, build_tiny, load_model, load_projector, set_trainable
 from datamix.train.tokenizer import conversation_texts, load_tokenizer, train_tokenizer
 
@@ -50,8 +50,9 @@ def _write_run(cfg, mix_dir, out_dir):
         # A random LLM cannot be re-downloaded: stage 2 takes stage 1's tiny LLM, vision tower and tokenizer.
         tokenizer, processor = load_tokenizer(cfg.projector_from), load_processor(cfg.projector_from)
     elif cfg.uses_tiny_model:
-        shards, _ = mix_shards(mix_dir)
-        tokenizer = train_tokenizer(conversation_texts(read_samples(shards)), vocab_size=cfg.tiny.lm_vocab_size)
+        shards = mix_shard_counts(mix_dir)
+        tokenizer = train_tokenizer(conversation_texts(read_samples(list(shards), shards)),
+                                    vocab_size=cfg.tiny.lm_vocab_size)
         processor = tiny_processor(cfg.tiny.vit_image_size)
     else:
         tokenizer, processor = load_tokenizer(cfg.llm), load_processor(cfg.vision)
@@ -83,12 +84,10 @@ def prepare_run(cfg: TrainConfig, mix_dir: Path, out_dir: Path, *, rank: int, wo
     return cfg, load_tokenizer(out_dir), load_processor(out_dir)
 
 
-def build_model(cfg: TrainConfig, tokenizer, out_dir: Path, *, resume: bool):
-    """(model, trainable parameters) for the stage; weights of a resumed run come later from its checkpoint."""
-    if resume:
-        from datamix.train.checkpoint import latest_checkpoint
-
-        model = load_model(latest_checkpoint(out_dir))
+def build_model(cfg: TrainConfig, tokenizer, *, resume_from: Path | None):
+    """(model, trainable parameters) for the stage; a resumed run's from its checkpoint `resume_from`."""
+    if resume_from is not None:
+        model = load_model(resume_from)
     elif cfg.projector_from and cfg.uses_tiny_model:
         model = load_model(cfg.projector_from)
         if getattr(model.config, "projector_type", "mlp2x_gelu") != cfg.projector:
