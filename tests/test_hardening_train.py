@@ -341,3 +341,13 @@ def test_predict_names_damaged_weights_and_a_bad_mix(mix, checkpointed, tmp_path
     damage_image(shard)  # vqav2 comes first in the mix: its questions are the ones asked
     line = error_line(runner.invoke(app, ["predict", str(ckpt), str(bad2), "--n", "1000", "--max-new-tokens", "1"]))
     assert line.startswith(f"error: {shard}: sample ") and "not a readable image" in line
+
+
+@pytest.mark.parametrize("damaged", ["run.json", "tokenizer.json", "preprocessor_config.json"])
+def test_a_damaged_run_file_is_named(mix, checkpointed, tmp_path, damaged):
+    run = copy_of(checkpointed, tmp_path)
+    (run / damaged).write_text((run / damaged).read_text()[:40])
+    named = run / damaged if damaged == "run.json" else run
+    assert error_line(predict_cli(run, mix)).startswith(f"error: {named}: ")
+    resumed = runner.invoke(app, ["train", str(mix), "--out", str(run), "--resume", "--workers", "0"])
+    assert error_line(resumed).startswith(f"error: {named}: ")

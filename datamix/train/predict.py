@@ -61,12 +61,12 @@ def predict(run_dir: Path, mix_dir: Path, *, n: int = 50, max_new_tokens: int = 
     from transformers.utils import logging as hf_logging
 
     from datamix.train.model import load_model
-    from datamix.train.setup import load_processor
+    from datamix.train.setup import load_processor, run_config
     from datamix.train.tokenizer import load_tokenizer
 
     hf_logging.disable_progress_bar()
     run_root, model_dir = model_folders(Path(run_dir))
-    run_cfg = json.loads((run_root / "run.json").read_text())["config"]
+    run_cfg = run_config(run_root)
     model, tokenizer, processor = load_model(model_dir).eval(), load_tokenizer(run_root), load_processor(run_root)
     rows = []
     for q in short_questions(Path(mix_dir)):
