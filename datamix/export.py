@@ -17,7 +17,7 @@ import re
 import shutil
 from pathlib import Path, PurePosixPath
 
-from datamix.errors import InputError
+from datamix.errors import DatamixError, InputError
 from datamix.mix import iter_samples, load_manifest
 
 FORMATS = ("llava", "hf")
@@ -66,7 +66,7 @@ def export_llava(mix_dir: str | Path, out: str | Path, images_out: str | Path) -
             for key, row, images in iter_samples(mix_dir):
                 paths = [_sample_image_path(row, key, i, suffix) for i, suffix in enumerate(row["image_members"])]
                 for path, suffix in zip(paths, row["image_members"]):
-                    _write_image(root, path, images[suffix], written, _sample_name(row, key))
+                    _write_image(root, path, _member(images, suffix, row, key), written, _sample_name(row, key))
                 f.write(("\n" if samples == 0 else ",\n") + json.dumps(llava_entry(row, paths), ensure_ascii=False))
                 samples += 1
             f.write("\n]\n")
@@ -86,6 +86,16 @@ def _sample_image_path(row: dict, key: str, i: int, suffix: str) -> str:
         return image_path(row["source"], row["images"][i], suffix)
     except InputError as exc:
         raise InputError(f"{_sample_name(row, key)}: {exc}") from None
+    except (KeyError, IndexError, TypeError):
+        raise InputError(f"{_sample_name(row, key)}: no source or image path for image member {suffix!r}; "
+                         f"run datamix verify on the mix") from None
+
+
+def _member(images: dict[str, bytes], suffix: str, row: dict, key: str) -> bytes:
+    if suffix not in images:
+        raise InputError(f"{_sample_name(row, key)}: image member {suffix!r} named in its json is not in the "
+                         f"shard; run datamix verify on the mix")
+    return images[suffix]
 
 
 def _write_image(root: Path, rel: str, data: bytes, written: dict[Path, bytes], sample: str) -> None:
@@ -106,10 +116,10 @@ def _write_image(root: Path, rel: str, data: bytes, written: dict[Path, bytes], 
 
 
 def _hf_rows(mix_dir: str):
-    for _, row, images in iter_samples(mix_dir):
+    for key, row, images in iter_samples(mix_dir):
         yield {"id": row["id"], "source": row["source"], "task": row["task"],
                "conversations": [{"from": t["from"], "value": t["value"]} for t in row["conversations"]],
-               "images": [{"bytes": images[s], "path": None} for s in row["image_members"]],
+               "images": [{"bytes": _member(images, s, row, key), "path": None} for s in row["image_members"]],
                "meta": json.dumps(row.get("meta", {}), ensure_ascii=False, sort_keys=True)}
 
 
@@ -141,6 +151,7 @@ def export_hf(mix_dir: str | Path, out: str | Path) -> int:
     its work folder; a killed one leaves it, and the next export to the same `out` removes it.
     """
     from datasets import Dataset
+    from datasets.exceptions import DatasetGenerationError
 
     mix_dir, out = Path(mix_dir), Path(out)
     load_manifest(mix_dir)
@@ -153,8 +164,13 @@ def export_hf(mix_dir: str | Path, out: str | Path) -> int:
     try:
         # A private cache: from_generator's cache is keyed by the generator and its arguments, not the shard
         # contents, so a shared cache could hand back a previous export of a rebuilt mix at the same path.
-        dataset = Dataset.from_generator(_hf_rows, features=hf_features(), cache_dir=str(work / "cache"),
-                                         gen_kwargs={"mix_dir": str(mix_dir)})
+        try:
+            dataset = Dataset.from_generator(_hf_rows, features=hf_features(), cache_dir=str(work / "cache"),
+                                             gen_kwargs={"mix_dir": str(mix_dir)})
+        except DatasetGenerationError as exc:
+            if isinstance(exc.__cause__, DatamixError):  # datasets wraps what the generator raised
+                raise exc.__cause__ from None
+            raise
         dataset.save_to_disk(str(work / "dataset"))
         rows = dataset.num_rows
         del dataset  # release the cache files before the folder goes

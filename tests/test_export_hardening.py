@@ -169,3 +169,56 @@ def test_hf_export_leaves_other_folders_alone(mix, tmp_path):
     assert export.stale_work_folders(tmp_path / "hf") == [dead]
     assert export_hf_cli(mix, tmp_path / "hf").exit_code == 0
     assert not dead.exists() and live.is_dir() and all((f / "x").is_file() for f in other)
+
+
+# ---------------------------------------------------------------- damaged shards: named, in both formats
+
+
+def run_export(fmt: str, mix_dir: Path, tmp_path: Path):
+    out = tmp_path / ("mix.json" if fmt == "llava" else "hf")
+    return runner.invoke(app, ["export", str(mix_dir), "--format", fmt, "--out", str(out)])
+
+
+def error_line(result) -> str:
+    assert result.exit_code == 1, result.output
+    lines = [x for x in result.output.strip().splitlines() if not x.startswith(("Generating", "Saving"))]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "unexpected" not in result.output, result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("fmt", ["llava", "hf"])
+def test_export_names_a_sample_whose_image_member_is_missing(mix, tmp_path, monkeypatch, fmt):
+    real = export.iter_samples
+
+    def without_first_image(mix_dir):
+        dropped = False
+        for key, row, images in real(mix_dir):
+            if not dropped and row["image_members"]:
+                images, dropped = {}, True
+                yield key, row, images
+                continue
+            yield key, row, images
+
+    monkeypatch.setattr(export, "iter_samples", without_first_image)
+    line = error_line(run_export(fmt, mix, tmp_path))
+    assert line.startswith("error: sample ") and "named in its json is not in the shard" in line
+    assert [p.name for p in tmp_path.iterdir() if p.name != "images"] == []  # no JSON, no dataset, no work folder
+
+
+@pytest.mark.parametrize("fmt", ["llava", "hf"])
+def test_export_names_an_unreadable_shard(mix, tmp_path, fmt):
+    import hashlib
+    import shutil
+
+    bad = Path(shutil.copytree(mix, tmp_path / "bad"))
+    manifest = json.loads((bad / "manifest.json").read_text())
+    shard = bad / manifest["shards"][0]["name"]
+    garbage = b"not a tar " * (shard.stat().st_size // 10)
+    shard.write_bytes(garbage)
+    manifest["shards"][0].update(bytes=len(garbage), sha256=hashlib.sha256(garbage).hexdigest())
+    (bad / "manifest.json").write_text(json.dumps(manifest))  # as if damaged before the manifest was written
+    out = tmp_path / "out"
+    out.mkdir()
+    line = error_line(run_export(fmt, bad, out))
+    assert line.startswith(f"error: {shard}: ")
+    assert [p.name for p in out.iterdir() if p.name != "images"] == []
