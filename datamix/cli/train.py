@@ -59,7 +59,8 @@ def train(
 @app.command()
 @fails_cleanly
 def predict(
-    run_dir: Annotated[Path, typer.Argument(help="A finished `datamix train` run folder (or a checkpoint's run).")],
+    run_dir: Annotated[Path, typer.Argument(help="A finished `datamix train` run folder, or one of its "
+                                                   "checkpoints/step-N folders.")],
     mix_dir: Annotated[Path, typer.Argument(help="Mix whose short-answer questions are asked.")],
     n: Annotated[int, typer.Option("--n", help="Number of questions.")] = 50,
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer generated.")] = 16,

@@ -17,32 +17,55 @@ from __future__ import annotations
 import io
 import json
 import random
-from collections.abc import Iterator
+import tarfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from datamix.errors import DatamixError
+from datamix.mix import MANIFEST, load_manifest
 from datamix.train.config import TrainError
 from datamix.train.template import IGNORE_INDEX, encode_many
 
 
 def mix_shards(mix_dir: str | Path) -> tuple[list[str], int]:
-    """Shard paths listed in the manifest (never a glob) and the sample count; clear errors for a bad folder."""
-    manifest = Path(mix_dir) / "manifest.json"
-    if not manifest.is_file():
-        raise TrainError(f"{mix_dir}: no manifest.json; give a folder written by `datamix build` (it writes the "
-                         f"manifest last, so a missing one also means an unfinished build)")
-    shards = json.loads(manifest.read_text())["shards"]
-    paths = [str(Path(mix_dir) / s["name"]) for s in shards]
-    missing = [p for p in paths if not Path(p).is_file()]
+    """Shard paths listed in the manifest (never a glob) and the sample count (see `mix_shard_counts`)."""
+    counts = mix_shard_counts(mix_dir)
+    return list(counts), sum(counts.values())
+
+
+def mix_shard_counts(mix_dir: str | Path) -> dict[str, int]:
+    """Path -> samples of every shard, in manifest order; clear errors for a bad folder: no manifest, shards
+    missing, or a shard whose size is not the manifest's (truncated or replaced: a stat per shard catches it
+    before anything is trained). `read_samples` checks the counts themselves as it streams."""
+    mix_dir = Path(mix_dir)
+    shards = load_manifest(mix_dir)["shards"]
+    paths = [shard_path(mix_dir, s) for s in shards]
+    missing = [p for p in paths if not p.is_file()]
     if missing:
-        raise TrainError(f"{mix_dir}: {len(missing)} shard(s) listed in the manifest are missing, e.g. {missing[0]}")
-    return paths, sum(s["samples"] for s in shards)
+        raise TrainError(f"{mix_dir}: {len(missing)} shard(s) listed in the manifest are missing, e.g. {missing[0]}; "
+                         f"run datamix verify {mix_dir}")
+    for path, s in zip(paths, shards):
+        if isinstance(s.get("bytes"), int) and path.stat().st_size != s["bytes"]:
+            raise TrainError(f"{path}: {path.stat().st_size:,} bytes, but the manifest says {s['bytes']:,}: the "
+                             f"shard is truncated or was replaced; run datamix verify {mix_dir}")
+    return {str(p): s["samples"] for p, s in zip(paths, shards)}
+
+
+def shard_path(mix_dir: Path, entry) -> Path:
+    """A manifest shard entry's file: a plain name inside the mix folder, never a path that leaves it."""
+    name = entry.get("name") if isinstance(entry, dict) else None
+    if (not isinstance(name, str) or not isinstance(entry.get("samples"), int) or name in ("", ".", "..")
+            or Path(name).name != name or "\\" in name):
+        raise TrainError(f"{mix_dir / MANIFEST}: bad shard entry {entry!r} (a file name and a sample count "
+                         f"expected); rebuild the mix")
+    return mix_dir / name
 
 
 def check_slots(n_shards: int, world_size: int, workers: int) -> None:
@@ -53,13 +76,52 @@ def check_slots(n_shards: int, world_size: int, workers: int) -> None:
                          f"with smaller shards (recipe `shards: {{max_samples: ...}}`)")
 
 
-def read_samples(paths: list[str]) -> Iterator[dict]:
-    """Raw samples of some shards in order: the parsed JSON plus the image bytes under `_images`."""
+def read_samples(paths: list[str], counts: Mapping[str, int] | None = None) -> Iterator[dict]:
+    """Raw samples of some shards in order: the parsed JSON plus the image bytes under `_images` and the shard
+    under `_shard`. A shard that is no readable tar, a sample missing its json or an image it names, or (given
+    `counts`, path -> samples from the manifest) a shard with another number of samples is a TrainError
+    naming the shard: a damaged shard stops the run instead of silently training on less (tarfile ends a
+    stream quietly at a damaged header)."""
     for path in paths:
+        yield from _shard_samples(path, None if counts is None else counts[path])
+
+
+def _shard_samples(path: str, expected: int | None) -> Iterator[dict]:
+    n = 0
+    try:
         for raw in _webdataset_samples(path):
-            sample = json.loads(raw["json"])
-            sample["_images"] = [raw[suffix] for suffix in sample.get("image_members", [])]
-            yield sample
+            n += 1
+            yield _parse_sample(raw, path)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        # webdataset appends " @ <file object>" to the message; the path is said once, first.
+        reason = str(exc.args[0]).split(" @ ")[0] if exc.args else type(exc).__name__
+        raise TrainError(f"{path}: not a readable tar shard ({reason}); run datamix verify on the mix") from None
+    if expected is not None and n != expected:
+        raise TrainError(f"{path}: {n} samples read, but the manifest says {expected}: the shard is damaged; "
+                         f"run datamix verify on the mix")
+
+
+def _parse_sample(raw: dict, path: str) -> dict:
+    where = f"{path}: sample {raw.get('__key__', '?')}"
+    if "json" not in raw:
+        raise TrainError(f"{where} has no json member (a truncated or damaged shard); run datamix verify on the mix")
+    try:
+        sample = json.loads(raw["json"])
+    except ValueError as exc:  # JSONDecodeError, and UnicodeDecodeError for bytes in no UTF encoding
+        raise TrainError(f"{where}: its json member is not valid JSON ({exc}); run datamix verify on the "
+                         f"mix") from None
+    members = sample.get("image_members", []) if isinstance(sample, dict) else None
+    if not isinstance(sample, dict) or not isinstance(sample.get("conversations"), list) \
+            or not isinstance(members, list):
+        raise TrainError(f"{where}: its json member is not a datamix sample (conversations and image_members "
+                         f"lists expected); run datamix verify on the mix")
+    absent = [m for m in members if m not in raw]
+    if absent:
+        raise TrainError(f"{where}: image member {absent[0]!r} named in its json is not in the shard; "
+                         f"run datamix verify on the mix")
+    sample["_images"] = [raw[m] for m in members]
+    sample["_shard"] = path
+    return sample
 
 
 def _webdataset_samples(path: str) -> Iterator[dict]:
@@ -79,21 +141,34 @@ def expand2square(image: Image.Image, fill: tuple[int, int, int]) -> Image.Image
     return canvas
 
 
-def preprocess_image(data: bytes, processor, aspect: str) -> torch.Tensor:
+def preprocess_image(data: bytes, processor, aspect: str, where: str = "image") -> torch.Tensor:
     """Stage 2 `pad`: expand-to-square with the processor's mean colour, (122, 116, 104) for CLIP; stage 1
     `square`: the processor alone (shortest-edge resize + center crop)."""
     prep = ImagePrep.of(processor)
     if prep is not None:
-        return prep.normalize(np.stack([prep.crop(open_image(data, processor, aspect))]))[0]
-    return processor(images=open_image(data, processor, aspect), return_tensors="pt")["pixel_values"][0]
+        return prep.normalize(np.stack([prep.crop(open_image(data, processor, aspect, where))]))[0]
+    return processor(images=open_image(data, processor, aspect, where), return_tensors="pt")["pixel_values"][0]
 
 
-def open_image(data: bytes, processor, aspect: str) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
+def open_image(data: bytes, processor, aspect: str, where: str = "image") -> Image.Image:
+    image = decode_image(data, where)
     if image.mode != "RGB":  # convert would copy an RGB image for nothing
         image = image.convert("RGB")
     if aspect == "pad":
         image = expand2square(image, tuple(int(x * 255) for x in processor.image_mean))
+    return image
+
+
+def decode_image(data: bytes, where: str) -> Image.Image:
+    """The decoded image (decoded now, so a damaged one fails here, named, not deep inside a resize)."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except UnidentifiedImageError:  # its message names the BytesIO object, nothing useful
+        raise TrainError(f"{where}: not a readable image (no format Pillow knows); run datamix verify on the "
+                         f"mix") from None
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        raise TrainError(f"{where}: not a readable image ({exc}); run datamix verify on the mix") from None
     return image
 
 
@@ -208,13 +283,18 @@ class Encoder:
                               image_token_id=self.image_token_id, max_length=self.max_length,
                               cache=self.chunk_cache)
         datas = [s["_images"][:e.n_images] for s, e in zip(samples, encoded)]
-        images = [open_image(b, self.processor, self.aspect) for group in datas for b in group]
+        images = [open_image(b, self.processor, self.aspect, where=_image_name(s, k))
+                  for s, group in zip(samples, datas) for k, b in enumerate(group)]
         return encoded, [len(group) for group in datas], self._pixels(images) if images else None
 
     def _pixels(self, images: list[Image.Image]) -> torch.Tensor:
         if self.prep is None:
             return torch.stack([self.processor(images=im, return_tensors="pt")["pixel_values"][0] for im in images])
         return self.prep.normalize(np.stack([self.prep.crop(im) for im in images]))
+
+
+def _image_name(sample: dict, k: int) -> str:
+    return f"{sample.get('_shard', 'mix')}: sample {sample.get('id', '?')} image {k}"
 
 
 def collate(items: list[dict], pad_id: int) -> dict:
@@ -284,8 +364,9 @@ class MixStream(IterableDataset):
 
     def __init__(self, shards: list[str], encoder: Encoder, *, batch_size: int, megabatch: int, epoch: int,
                  seed: int, rank: int, world_size: int, skip: list[int], shuffle_buffer: int,
-                 group_by_modality: bool, images_only: bool):
+                 group_by_modality: bool, images_only: bool, counts: Mapping[str, int] | None = None):
         super().__init__()
+        self.counts = counts  # path -> samples (manifest), checked as each shard is read
         self.shards, self.encoder, self.batch_size, self.megabatch = shards, encoder, batch_size, megabatch
         self.epoch, self.seed, self.rank, self.world_size, self.skip = epoch, seed, rank, world_size, skip
         self.shuffle_buffer, self.group_by_modality, self.images_only = shuffle_buffer, group_by_modality, images_only
@@ -297,10 +378,18 @@ class MixStream(IterableDataset):
         return order[slot::self.world_size * n_workers]
 
     def __iter__(self) -> Iterator[dict]:
+        """The batches; a DatamixError (a damaged shard) ends the stream as a last `{"error": message}` item,
+        since DataLoader would re-raise it from a worker with the worker's whole traceback as its message."""
+        try:
+            yield from self._batches()
+        except DatamixError as exc:
+            yield {"error": str(exc)}
+
+    def _batches(self) -> Iterator[dict]:
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
         rng = random.Random(f"{self.seed}:{self.epoch}:{self.rank}:{worker}")
-        samples = read_samples(self.slot_shards(worker, n_workers))
+        samples = read_samples(self.slot_shards(worker, n_workers), self.counts)
         if self.images_only:  # the plain template (stage 1) has nothing to learn from text-only samples
             samples = (s for s in samples if s.get("image_members"))
         samples = _shuffled(samples, self.shuffle_buffer, rng)

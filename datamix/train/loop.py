@@ -22,7 +22,7 @@ import torch.distributed as dist
 
 from datamix.train import checkpoint as ckpt
 from datamix.train.config import TrainConfig, TrainError
-from datamix.train.data import Encoder, MixStream, check_slots, make_loader, mix_shards
+from datamix.train.data import Encoder, MixStream, check_slots, make_loader, mix_shard_counts
 from datamix.train.metrics import StepMeter, append_metrics, plot_loss, truncate_metrics
 from datamix.train.setup import build_model, prepare_run
 
@@ -60,14 +60,22 @@ def plan_steps(cfg: TrainConfig, mix_dir: Path, n_samples: int) -> int:
     if cfg.max_steps:
         return cfg.max_steps
     if cfg.template == "plain":  # stage 1 skips text-only samples; the index says how many have images
-        import polars as pl
-
-        n_samples = int((pl.read_parquet(mix_dir / "index.parquet")["images"] > 0).sum())
+        n_samples = image_samples(mix_dir)
     per_epoch = n_samples // cfg.global_batch
     if per_epoch < 1:
         raise TrainError(f"the mix has {n_samples} usable samples, less than one global batch of "
                          f"{cfg.global_batch}; lower --global-batch")
     return per_epoch * cfg.epochs
+
+
+def image_samples(mix_dir: Path) -> int:
+    """Samples with at least one image, from the index's `images` column (a list of paths per sample)."""
+    import pyarrow.compute as pc
+
+    from datamix.mix import read_index
+
+    lengths = pc.list_value_length(read_index(mix_dir, ["images"])["images"])
+    return int(pc.sum(pc.greater(pc.fill_null(lengths, 0), 0)).as_py() or 0)
 
 
 def make_optimizer(cfg: TrainConfig, params: list, total: int):
@@ -109,7 +117,8 @@ def train(cfg: TrainConfig, mix_dir: Path, out_dir: Path, *, resume: bool = Fals
 
 
 def _train(cfg, mix_dir, out_dir, rank, world, device, resume, stop_after, echo) -> dict:
-    shards, n_samples = mix_shards(mix_dir)
+    shards = mix_shard_counts(mix_dir)  # path -> samples
+    n_samples = sum(shards.values())
     check_slots(len(shards), world, cfg.workers)  # before anything is written
     cfg.grad_accum(world)
     if device.type == "cpu":
@@ -117,11 +126,12 @@ def _train(cfg, mix_dir, out_dir, rank, world, device, resume, stop_after, echo)
     cfg, tokenizer, processor = prepare_run(cfg, mix_dir, out_dir, rank=rank, world=world, resume=resume)
     check_slots(len(shards), world, cfg.workers)  # again: a resumed run uses its saved config
     accum = cfg.grad_accum(world)
-    model, params = build_model(cfg, tokenizer, out_dir, resume=resume)
+    resume_from = ckpt.resume_checkpoint(out_dir, warn=echo if rank == 0 else _quiet) if resume else None
+    model, params = build_model(cfg, tokenizer, resume_from=resume_from)
     model.to(device)
     total = plan_steps(cfg, mix_dir, n_samples)
     optimizer, scheduler = make_optimizer(cfg, params, total)
-    state = start_state(cfg, out_dir, optimizer, scheduler, rank=rank, world=world, resume=resume)
+    state = start_state(cfg, out_dir, optimizer, scheduler, rank=rank, world=world, resume_from=resume_from)
     encoder = Encoder(tokenizer, processor, cfg.template, cfg.image_aspect, model.config.image_seq_length,
                       model.config.image_token_id, cfg.model_max_length)
     if rank == 0:
@@ -140,11 +150,15 @@ def _train(cfg, mix_dir, out_dir, rank, world, device, resume, stop_after, echo)
     return state
 
 
-def start_state(cfg, out_dir, optimizer, scheduler, *, rank, world, resume) -> dict:
-    """Step, epoch and batches consumed per rank and worker: zeros, or the last checkpoint's on --resume."""
-    if not resume:
+def _quiet(*_) -> None:
+    """The echo of ranks other than 0: one warning line per run, not one per process."""
+
+
+def start_state(cfg, out_dir, optimizer, scheduler, *, rank, world, resume_from: Path | None) -> dict:
+    """Step, epoch and batches consumed per rank and worker: zeros, or those of `resume_from` (--resume)."""
+    if resume_from is None:
         return {"step": 0, "epoch": 0, "consumed": [[0] * max(cfg.workers, 1) for _ in range(world)]}
-    state = ckpt.load_training_state(ckpt.latest_checkpoint(out_dir), optimizer, scheduler)
+    state = ckpt.load_training_state(resume_from, optimizer, scheduler)
     if len(state["consumed"]) != world:
         raise TrainError(f"--resume: the checkpoint was written by {len(state['consumed'])} process(es); "
                          f"resume with the same number ({world} now)")
@@ -172,18 +186,20 @@ class _Run:
     def __init__(self, cfg, ddp, model, optimizer, scheduler, params, encoder, shards, rank, world, device, accum,
                  total, out_dir, echo):
         self.cfg, self.ddp, self.model, self.optimizer, self.scheduler = cfg, ddp, model, optimizer, scheduler
-        self.params, self.encoder, self.shards = params, encoder, shards
+        self.params, self.encoder, self.shards = params, encoder, shards  # shards: path -> samples
         self.rank, self.world, self.device, self.accum, self.total = rank, world, device, accum, total
         self.out_dir, self.echo = out_dir, echo
         self.bar = None
+        self.failure: str | None = None  # the stream's error message, raised once its workers are stopped
         self.seen, self.n_seen = hashlib.sha256(), 0  # what this process trained on, for summary.json
 
     def stream(self, epoch: int, skip: list[int]) -> MixStream:
         cfg = self.cfg
-        return MixStream(self.shards, self.encoder, batch_size=cfg.micro_batch, megabatch=cfg.micro_batch * self.accum,
-                         epoch=epoch, seed=cfg.seed, rank=self.rank, world_size=self.world, skip=skip,
+        return MixStream(list(self.shards), self.encoder, batch_size=cfg.micro_batch,
+                         megabatch=cfg.micro_batch * self.accum, epoch=epoch, seed=cfg.seed, rank=self.rank,
+                         world_size=self.world, skip=skip,
                          shuffle_buffer=cfg.shuffle_buffer, group_by_modality=cfg.group_by_modality,
-                         images_only=cfg.template == "plain")
+                         images_only=cfg.template == "plain", counts=self.shards)
 
     def loop(self, state: dict, stop_after: int) -> None:
         from tqdm import tqdm
@@ -194,13 +210,14 @@ class _Run:
         while state["step"] < self.total:
             mine = state["consumed"][self.rank]
             batches = iter(make_loader(self.stream(state["epoch"], list(mine)), self.cfg.workers))
-            while state["step"] < self.total:
-                if not self.step(batches, state, mine):
-                    break
+            while state["step"] < self.total and self.step(batches, state, mine):
                 if stop_after and state["step"] >= stop_after:
                     self.bar.close()
                     return
-            else:
+            del batches  # this epoch's DataLoader workers stop now, before any error leaves with a traceback
+            if self.failure is not None:
+                raise TrainError(self.failure)
+            if state["step"] >= self.total:
                 break
             state["epoch"] += 1
             state["consumed"] = [[0] * len(mine) for _ in range(self.world)]
@@ -213,6 +230,9 @@ class _Run:
         for micro in range(self.accum):
             t0 = time.perf_counter()
             batch = next(batches, None)
+            if batch is not None and "error" in batch:  # a damaged shard, reported by the stream (data.py)
+                self.failure = batch["error"]
+                return False
             if not all_have_batch(batch is not None, self.world):
                 self.optimizer.zero_grad(set_to_none=True)  # drop the incomplete global batch
                 return False

@@ -10,6 +10,7 @@ own projector (same parameter names, so such a run loads with plain `LlavaForCon
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -103,10 +104,50 @@ def build_from_paths(vision_path: str, llm_path: str, tokenizer, *, projector: s
 
 
 def load_model(path: str | Path) -> DatamixLlava:
-    """A run folder or checkpoint (any projector type)."""
+    """A run folder or checkpoint (any projector type); missing or damaged weights are a TrainError naming them."""
     if not Path(path, "config.json").is_file():
         raise TrainError(f"{path}: no model there (config.json missing); give a run folder or a checkpoint")
+    problem = weights_problem(path)
+    if problem:
+        raise TrainError(f"{path}: cannot load the model: {problem}")
     return DatamixLlava.from_pretrained(str(path))
+
+
+def weights_problem(path: str | Path) -> str | None:
+    """What makes the safetensors weights in `path` unloadable (missing, truncated, not safetensors), or None.
+
+    Cheap: each file's header and its size against the tensors the header lists (safetensors checks that the
+    data exactly covers the file), not the tensor bytes themselves, which have no checksum to check against.
+    """
+    path = Path(path)
+    index = path / "model.safetensors.index.json"  # weights sharded by save_pretrained (large models)
+    if index.is_file():
+        try:
+            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return f"{index} is damaged (no weight_map)"
+    elif (path / "model.safetensors").is_file():
+        files = ["model.safetensors"]
+    else:
+        return f"no weights in {path} (model.safetensors missing)"
+    for name in files:
+        problem = _safetensors_problem(path / name)
+        if problem:
+            return problem
+    return None
+
+
+def _safetensors_problem(file: Path) -> str | None:
+    from safetensors import SafetensorError, safe_open
+
+    if not file.is_file():
+        return f"{file} is missing"
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            f.keys()
+    except (SafetensorError, OSError) as exc:
+        return f"{file} is damaged or truncated ({exc})"
+    return None
 
 
 def load_projector(model: DatamixLlava, run_dir: str | Path) -> None:
@@ -116,6 +157,9 @@ def load_projector(model: DatamixLlava, run_dir: str | Path) -> None:
     files = sorted(Path(run_dir).glob("model*.safetensors"))
     if not files:
         raise TrainError(f"--projector-from {run_dir}: no model*.safetensors there; give a finished stage-1 run")
+    problem = weights_problem(run_dir)
+    if problem:
+        raise TrainError(f"--projector-from {run_dir}: {problem}")
     weights = {}
     for f in files:
         weights.update({k[len(PROJECTOR_PREFIX):]: v for k, v in load_file(f).items() if k.startswith(PROJECTOR_PREFIX)})

@@ -18,7 +18,7 @@ import torch
 
 from datamix.prompts import FORMAT_PROMPTS, with_prompt
 from datamix.train.config import TrainError
-from datamix.train.data import mix_shards, preprocess_image, read_samples
+from datamix.train.data import mix_shard_counts, preprocess_image, read_samples
 from datamix.train.template import IMAGE_TOKEN, encode
 from datamix.train.vqa_eval import normalize_answer, vqa_accuracy
 
@@ -27,8 +27,8 @@ SHORT = FORMAT_PROMPTS["vqa_short"]
 
 def short_questions(mix_dir: Path) -> Iterator[dict]:
     """Every round of every short-answer image sample, in mix order, with its reference answers."""
-    shards, _ = mix_shards(mix_dir)
-    for sample in read_samples(shards):
+    shards = mix_shard_counts(mix_dir)
+    for sample in read_samples(list(shards), shards):
         if sample.get("task") != "vqa_short" or not sample["_images"]:
             continue
         turns = sample["conversations"]
@@ -38,17 +38,18 @@ def short_questions(mix_dir: Path) -> Iterator[dict]:
             question = question.removesuffix(SHORT).strip()
             refs = all_refs[k // 2] if all_refs and len(all_refs) == len(turns) // 2 else [turns[k + 1]["value"]]
             yield {"id": sample["id"], "question": question, "answer": turns[k + 1]["value"], "references": refs,
-                   "image": sample["_images"][0]}
+                   "image": sample["_images"][0], "where": f"{sample['_shard']}: sample {sample['id']} image 0"}
 
 
 @torch.no_grad()
-def answer(model, tokenizer, processor, run_cfg: dict, question: str, image: bytes, max_new_tokens: int) -> str:
+def answer(model, tokenizer, processor, run_cfg: dict, question: str, image: bytes, max_new_tokens: int,
+           where: str = "image") -> str:
     conv = [{"from": "human", "value": f"{IMAGE_TOKEN}\n{with_prompt(question, SHORT)}"}]
     enc = encode(tokenizer, conv, template=run_cfg["template"], image_seq_length=model.config.image_seq_length,
                  image_token_id=model.config.image_token_id, max_length=run_cfg["model_max_length"],
                  generation=True)
     ids = torch.tensor([enc.input_ids])
-    pixels = preprocess_image(image, processor, run_cfg["image_aspect"])[None]
+    pixels = preprocess_image(image, processor, run_cfg["image_aspect"], where)[None]
     out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixels,
                          max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id)
@@ -60,19 +61,19 @@ def predict(run_dir: Path, mix_dir: Path, *, n: int = 50, max_new_tokens: int = 
     from transformers.utils import logging as hf_logging
 
     from datamix.train.model import load_model
-    from datamix.train.setup import load_processor
+    from datamix.train.setup import load_processor, run_config
     from datamix.train.tokenizer import load_tokenizer
 
     hf_logging.disable_progress_bar()
-    if not (Path(run_dir) / "run.json").is_file():
-        raise TrainError(f"{run_dir}: no run.json; give the --out folder of a finished `datamix train`")
-    run_cfg = json.loads((Path(run_dir) / "run.json").read_text())["config"]
-    model, tokenizer, processor = load_model(run_dir).eval(), load_tokenizer(run_dir), load_processor(run_dir)
+    run_root, model_dir = model_folders(Path(run_dir))
+    run_cfg = run_config(run_root)
+    model, tokenizer, processor = load_model(model_dir).eval(), load_tokenizer(run_root), load_processor(run_root)
     rows = []
     for q in short_questions(Path(mix_dir)):
         if len(rows) >= n:
             break
-        pred = answer(model, tokenizer, processor, run_cfg, q["question"], q.pop("image"), max_new_tokens)
+        pred = answer(model, tokenizer, processor, run_cfg, q["question"], q.pop("image"), max_new_tokens,
+                      q.pop("where"))
         rows.append({**q, "prediction": pred, "accuracy": vqa_accuracy(pred, q["references"])})
         if len(rows) <= 10:
             echo(f"  {q['question'][:50]:<50} -> {pred[:30]!r:<32} (answer {q['answer']!r})")
@@ -84,6 +85,22 @@ def predict(run_dir: Path, mix_dir: Path, *, n: int = 50, max_new_tokens: int = 
          f"{summary['majority_baseline']:.1%} ({summary['majority_answer']!r}) | per-question majority "
          f"{summary['question_prior_baseline']:.1%} | mean answer length {summary['mean_answer_words']:.2f} words")
     return summary
+
+
+def model_folders(path: Path) -> tuple[Path, Path]:
+    """(run folder, model folder) of a finished run (its final model) or of one of its checkpoints/step-N."""
+    from datamix.train.checkpoint import checkpoint_dirs
+
+    if (path / "run.json").is_file():
+        if (path / "config.json").is_file():
+            return path, path
+        found = checkpoint_dirs(path)
+        hint = f"give one of its checkpoints, e.g. {found[-1]}" if found else "and no checkpoint either"
+        raise TrainError(f"{path}: no final model (config.json missing: the run did not finish); {hint}")
+    if path.parent.name == "checkpoints" and (path.parent.parent / "run.json").is_file():
+        return path.parent.parent, path
+    raise TrainError(f"{path}: no run.json; give the --out folder of a `datamix train` run or one of its "
+                     f"checkpoints/step-N folders")
 
 
 def summarize(rows: list[dict]) -> dict:

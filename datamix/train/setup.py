@@ -13,8 +13,9 @@ from pathlib import Path
 
 import torch.distributed as dist
 
+from datamix.jsonio import load_json_file
 from datamix.train.config import TrainConfig, TrainError
-from datamix.train.data import mix_shards, read_samples
+from datamix.train.data import mix_shard_counts, read_samples
 from datamix.train.model import build_from_paths, build_tiny, load_model, load_projector, set_trainable
 from datamix.train.tokenizer import conversation_texts, load_tokenizer, train_tokenizer
 
@@ -31,14 +32,33 @@ def tiny_processor(size: int):
 def load_processor(path: str | Path):
     from transformers import AutoImageProcessor
 
-    return AutoImageProcessor.from_pretrained(str(path))
+    try:
+        return AutoImageProcessor.from_pretrained(str(path))
+    except (OSError, ValueError) as exc:  # no preprocessor_config.json, or a damaged one
+        raise TrainError(f"{path}: cannot load the image processor ({str(exc).splitlines()[0]})") from None
 
 
 def stage1_config(run_dir: Path) -> dict:
     path = Path(run_dir) / "run.json"
     if not path.is_file():
         raise TrainError(f"--projector-from {run_dir}: no run.json there; give the folder of a finished stage-1 run")
-    return json.loads(path.read_text())["config"]
+    return run_config(run_dir)
+
+
+def run_config(run_dir: Path) -> dict:
+    """The TrainConfig fields saved in a run's run.json; a damaged file is a TrainError naming it."""
+    path = Path(run_dir) / "run.json"
+    run = load_json_file(path, "; the run folder is damaged")
+    if not isinstance(run, dict) or not isinstance(run.get("config"), dict):
+        raise TrainError(f"{path}: not a datamix run (no config); the run folder is damaged")
+    return run["config"]
+
+
+def saved_config(run_dir: Path) -> TrainConfig:
+    try:
+        return TrainConfig.from_dict(run_config(run_dir))
+    except TypeError as exc:  # a field this version does not know, or a missing one
+        raise TrainError(f"{Path(run_dir) / 'run.json'}: not a config this version can resume ({exc})") from None
 
 
 def _write_run(cfg, mix_dir, out_dir):
@@ -50,8 +70,9 @@ def _write_run(cfg, mix_dir, out_dir):
         # A random LLM cannot be re-downloaded: stage 2 takes stage 1's tiny LLM, vision tower and tokenizer.
         tokenizer, processor = load_tokenizer(cfg.projector_from), load_processor(cfg.projector_from)
     elif cfg.uses_tiny_model:
-        shards, _ = mix_shards(mix_dir)
-        tokenizer = train_tokenizer(conversation_texts(read_samples(shards)), vocab_size=cfg.tiny.lm_vocab_size)
+        shards = mix_shard_counts(mix_dir)
+        tokenizer = train_tokenizer(conversation_texts(read_samples(list(shards), shards)),
+                                    vocab_size=cfg.tiny.lm_vocab_size)
         processor = tiny_processor(cfg.tiny.vit_image_size)
     else:
         tokenizer, processor = load_tokenizer(cfg.llm), load_processor(cfg.vision)
@@ -67,7 +88,7 @@ def prepare_run(cfg: TrainConfig, mix_dir: Path, out_dir: Path, *, rank: int, wo
     if resume:
         if not (out_dir / "run.json").is_file():
             raise TrainError(f"--resume: {out_dir} holds no run (run.json missing)")
-        saved = TrainConfig.from_dict(json.loads((out_dir / "run.json").read_text())["config"])
+        saved = saved_config(out_dir)
         cfg = dataclasses.replace(saved, max_steps=cfg.max_steps or saved.max_steps)
     else:
         if cfg.projector_from and cfg.uses_tiny_model and stage1_config(Path(cfg.projector_from))["vision"]:
@@ -83,12 +104,10 @@ def prepare_run(cfg: TrainConfig, mix_dir: Path, out_dir: Path, *, rank: int, wo
     return cfg, load_tokenizer(out_dir), load_processor(out_dir)
 
 
-def build_model(cfg: TrainConfig, tokenizer, out_dir: Path, *, resume: bool):
-    """(model, trainable parameters) for the stage; weights of a resumed run come later from its checkpoint."""
-    if resume:
-        from datamix.train.checkpoint import latest_checkpoint
-
-        model = load_model(latest_checkpoint(out_dir))
+def build_model(cfg: TrainConfig, tokenizer, *, resume_from: Path | None):
+    """(model, trainable parameters) for the stage; a resumed run's from its checkpoint `resume_from`."""
+    if resume_from is not None:
+        model = load_model(resume_from)
     elif cfg.projector_from and cfg.uses_tiny_model:
         model = load_model(cfg.projector_from)
         if getattr(model.config, "projector_type", "mlp2x_gelu") != cfg.projector:

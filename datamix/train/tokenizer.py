@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from datamix.train.config import TrainError
 from datamix.train.template import IMAGE_TOKEN
 
 SPECIALS = ["<unk>", "<s>", "</s>", IMAGE_TOKEN]
@@ -36,7 +37,10 @@ def load_tokenizer(path: str | Path):
     """A user's tokenizer (or a run's saved one) with the `<image>` token and LLaVA's pad = unk rule."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(path), use_fast=True)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path), use_fast=True)
+    except (OSError, ValueError) as exc:  # no tokenizer files, or a damaged tokenizer.json / config
+        raise TrainError(f"{path}: cannot load the tokenizer ({str(exc).splitlines()[0]})") from None
     if IMAGE_TOKEN not in tok.get_vocab():
         tok.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
     if tok.pad_token is None:
