@@ -51,7 +51,7 @@ def llava_entry(row: dict, paths: list[str]) -> dict:
     return entry
 
 
-def export_llava(mix_dir: str | Path, out: str | Path, images_out: str | Path) -> dict:
+def export_llava(mix_dir: str | Path, out: str | Path, images_out: str | Path, *, verify: bool = True) -> dict:
     """Write the JSON list to `out` and the images under `images_out`; returns counts."""
     mix_dir, out, images_out = Path(mix_dir), Path(out), Path(images_out)
     load_manifest(mix_dir)
@@ -63,7 +63,7 @@ def export_llava(mix_dir: str | Path, out: str | Path, images_out: str | Path) -
     try:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write("[")
-            for key, row, images in iter_samples(mix_dir):
+            for key, row, images in iter_samples(mix_dir, verify=verify):
                 paths = [_sample_image_path(row, key, i, suffix) for i, suffix in enumerate(row["image_members"])]
                 for path, suffix in zip(paths, row["image_members"]):
                     _write_image(root, path, _member(images, suffix, row, key), written, _sample_name(row, key))
@@ -115,8 +115,8 @@ def _write_image(root: Path, rel: str, data: bytes, written: dict[Path, bytes], 
     written[target] = digest
 
 
-def _hf_rows(mix_dir: str):
-    for key, row, images in iter_samples(mix_dir):
+def _hf_rows(mix_dir: str, verify: bool = True):
+    for key, row, images in iter_samples(mix_dir, verify=verify):
         yield {"id": row["id"], "source": row["source"], "task": row["task"],
                "conversations": [{"from": t["from"], "value": t["value"]} for t in row["conversations"]],
                "images": [{"bytes": _member(images, s, row, key), "path": None} for s in row["image_members"]],
@@ -143,7 +143,7 @@ def _replaceable(out: Path) -> None:
     raise InputError(f"{out}: exists and is not a saved dataset; choose an empty or new folder")
 
 
-def export_hf(mix_dir: str | Path, out: str | Path) -> int:
+def export_hf(mix_dir: str | Path, out: str | Path, *, verify: bool = True) -> int:
     """save_to_disk a `datasets.Dataset` of the mix; returns its row count.
 
     Atomic: everything is written in a work folder `<out>.tmp-<pid>` beside `out` and renamed into place at
@@ -166,7 +166,7 @@ def export_hf(mix_dir: str | Path, out: str | Path) -> int:
         # contents, so a shared cache could hand back a previous export of a rebuilt mix at the same path.
         try:
             dataset = Dataset.from_generator(_hf_rows, features=hf_features(), cache_dir=str(work / "cache"),
-                                             gen_kwargs={"mix_dir": str(mix_dir)})
+                                             gen_kwargs={"mix_dir": str(mix_dir), "verify": verify})
         except DatasetGenerationError as exc:
             if isinstance(exc.__cause__, DatamixError):  # datasets wraps what the generator raised
                 raise exc.__cause__ from None

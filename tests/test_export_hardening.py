@@ -45,8 +45,8 @@ def with_source(monkeypatch, source: str, only: str = "gqa") -> None:
     (or a hand-edited shard) holds. The export itself must refuse it, whatever the recipe loader lets through."""
     real = export.iter_samples
 
-    def renamed(mix_dir):
-        for key, row, images in real(mix_dir):
+    def renamed(mix_dir, **kwargs):
+        for key, row, images in real(mix_dir, **kwargs):
             yield key, ({**row, "source": source} if row["source"] == only else row), images
 
     monkeypatch.setattr(export, "iter_samples", renamed)
@@ -190,9 +190,9 @@ def error_line(result) -> str:
 def test_export_names_a_sample_whose_image_member_is_missing(mix, tmp_path, monkeypatch, fmt):
     real = export.iter_samples
 
-    def without_first_image(mix_dir):
+    def without_first_image(mix_dir, **kwargs):
         dropped = False
-        for key, row, images in real(mix_dir):
+        for key, row, images in real(mix_dir, **kwargs):
             if not dropped and row["image_members"]:
                 images, dropped = {}, True
                 yield key, row, images

@@ -189,3 +189,16 @@ def test_a_malformed_manifest_is_one_clear_line_for_every_command(copy, tmp_path
         result = runner.invoke(app, args)
         assert result.exit_code == 1, (args, result.output)
         assert message in result.output and "unexpected" not in result.output, (args, result.output)
+
+
+@pytest.mark.parametrize("fmt", ["llava", "hf"])
+def test_export_refuses_a_shard_with_a_flipped_byte_unless_told_not_to_verify(copy, tmp_path, fmt):
+    shard = copy / load_manifest(copy)["shards"][0]["name"]
+    _flip_byte(shard)
+    out = tmp_path / ("mix.json" if fmt == "llava" else "hf")
+    result = runner.invoke(app, ["export", str(copy), "--format", fmt, "--out", str(out)])
+    assert result.exit_code == 1 and f"{shard.name}: changed since it was written" in result.output, result.output
+    assert not out.exists()
+    result = runner.invoke(app, ["export", str(copy), "--format", fmt, "--out", str(out), "--no-verify"])
+    assert result.exit_code == 0, result.output
+    assert out.exists()

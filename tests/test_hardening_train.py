@@ -361,3 +361,18 @@ def test_a_damaged_run_file_is_named(mix, checkpointed, tmp_path, damaged):
     assert error_line(predict_cli(run, mix)).startswith(f"error: {named}: ")
     resumed = runner.invoke(app, ["train", str(mix), "--out", str(run), "--resume", "--workers", "0"])
     assert error_line(resumed).startswith(f"error: {named}: ")
+
+
+def test_a_flipped_byte_stops_training_before_the_first_step_unless_told_not_to_verify(mix, tmp_path):
+    damaged = copy_of(mix, tmp_path)
+    shard = damaged / json.loads((damaged / "manifest.json").read_text())["shards"][0]["name"]
+    data = bytearray(shard.read_bytes())
+    data[700] ^= 0xFF  # inside the first json member: the tar and its size are unchanged
+    shard.write_bytes(bytes(data))
+    with pytest.raises(TrainError) as info:
+        train(config("pretrain", max_steps=1), damaged, tmp_path / "run", echo=quiet)
+    assert f"{shard}: changed since it was written" in one_line(info)
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+    result = runner.invoke(app, ["train", str(damaged), "--out", str(tmp_path / "run"), "--stage", "pretrain",
+                                 "--max-steps", "1", "--workers", "0", "--global-batch", "2", "--no-verify"])
+    assert "changed since it was written" not in result.output

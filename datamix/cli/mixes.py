@@ -84,6 +84,8 @@ def export(
     fmt: Annotated[str, typer.Option("--format", "-f", help="llava or hf.")] = "llava",
     images_out: Annotated[Path | None, typer.Option(help="llava: folder for the images (default: images/ next to "
                                              "the JSON); the JSON's paths are relative to it.")] = None,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Do not check shard sizes and hashes against "
+                                            "the manifest while reading them.")] = False,
 ) -> None:
     """Export a mix as LLaVA training JSON + image files, or as a Hugging Face dataset (save_to_disk)."""
     from datamix.export import FORMATS, export_hf, export_llava
@@ -93,9 +95,9 @@ def export(
     if fmt == "hf":
         if images_out is not None:
             raise InputError("--images-out is for --format llava; hf stores the images in the dataset")
-        rows = export_hf(mix_dir, out)
+        rows = export_hf(mix_dir, out, verify=not no_verify)
         typer.echo(f"exported {rows:,} samples as a Hugging Face dataset -> {out}")
         return
     images_out = images_out if images_out is not None else out.parent / "images"
-    counts = export_llava(mix_dir, out, images_out)
+    counts = export_llava(mix_dir, out, images_out, verify=not no_verify)
     typer.echo(f"exported {counts['samples']:,} samples -> {out}; {counts['images']:,} image file(s) -> {images_out}")

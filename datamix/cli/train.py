@@ -41,6 +41,8 @@ def train(
     seed: Annotated[int, typer.Option(help="Seeds the random model, the shard order and the shuffles.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")]
     = False,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip hashing every shard against the manifest "
+                                            "before training (sizes and sample counts are still checked).")] = False,
 ) -> None:
     """Train LLaVA-1.5 on a mix (works under `torchrun --nproc_per_node N`)."""
     from datamix.train.config import TrainConfig
@@ -51,7 +53,8 @@ def train(
     cfg = TrainConfig(stage=stage, vision=vision, llm=llm, projector=projector, projector_from=projector_from,
                       max_steps=max_steps, epochs=epochs, global_batch=global_batch, micro_batch=micro_batch, lr=lr,
                       clip_grad=clip_grad, model_max_length=model_max_length, save_every=save_every, workers=workers,
-                      group_by_modality=group_by_modality, precision=precision, seed=seed)
+                      group_by_modality=group_by_modality, precision=precision, seed=seed,
+                      verify_shards=not no_verify)
     state = run_train(cfg.for_stage(), mix_dir, out, resume=resume, echo=typer.echo)
     typer.echo(f"done: {state['step']} steps")
 

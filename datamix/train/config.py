@@ -63,6 +63,7 @@ class TrainConfig:
     shuffle_buffer: int = 256
     group_by_modality: bool = False  # §9; default on in stage 2 (set in for_stage)
     precision: str = "auto"  # auto = bf16 autocast where the device supports it, else fp32
+    verify_shards: bool = True  # sha256 of every shard against the manifest before the first step
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
 
     @property

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from datamix.errors import DatamixError
 from datamix.mix import MANIFEST, load_manifest
+from datamix.shards import sha256_file
 from datamix.train.config import TrainError
 from datamix.train.template import IGNORE_INDEX, encode_many
 
@@ -40,10 +41,12 @@ def mix_shards(mix_dir: str | Path) -> tuple[list[str], int]:
     return list(counts), sum(counts.values())
 
 
-def mix_shard_counts(mix_dir: str | Path) -> dict[str, int]:
+def mix_shard_counts(mix_dir: str | Path, *, verify_hashes: bool = False) -> dict[str, int]:
     """Path -> samples of every shard, in manifest order; clear errors for a bad folder: no manifest, shards
     missing, or a shard whose size is not the manifest's (truncated or replaced: a stat per shard catches it
-    before anything is trained). `read_samples` checks the counts themselves as it streams."""
+    before anything is trained). `read_samples` checks the counts themselves as it streams.
+    `verify_hashes`: also the sha256 of every shard (one read of the mix, before the first step: a flipped
+    byte must not train for days unnoticed)."""
     mix_dir = Path(mix_dir)
     shards = load_manifest(mix_dir)["shards"]
     paths = [shard_path(mix_dir, s) for s in shards]
@@ -55,6 +58,9 @@ def mix_shard_counts(mix_dir: str | Path) -> dict[str, int]:
         if isinstance(s.get("bytes"), int) and path.stat().st_size != s["bytes"]:
             raise TrainError(f"{path}: {path.stat().st_size:,} bytes, but the manifest says {s['bytes']:,}: the "
                              f"shard is truncated or was replaced; run datamix verify {mix_dir}")
+        if verify_hashes and sha256_file(path) != s.get("sha256"):
+            raise TrainError(f"{path}: changed since it was written (sha256 differs from the manifest); run "
+                             f"datamix verify {mix_dir}, or train with --no-verify to use it anyway")
     return {str(p): s["samples"] for p, s in zip(paths, shards)}
 
 

@@ -117,7 +117,7 @@ def train(cfg: TrainConfig, mix_dir: Path, out_dir: Path, *, resume: bool = Fals
 
 
 def _train(cfg, mix_dir, out_dir, rank, world, device, resume, stop_after, echo) -> dict:
-    shards = mix_shard_counts(mix_dir)  # path -> samples
+    shards = mix_shard_counts(mix_dir, verify_hashes=cfg.verify_shards)  # path -> samples
     n_samples = sum(shards.values())
     check_slots(len(shards), world, cfg.workers)  # before anything is written
     cfg.grad_accum(world)
