@@ -27,7 +27,14 @@ import polars as pl
 import pyarrow as pa
 
 from datamix.converters.base import Converter
-from datamix.converters.qa import blank, image_path_check, merge_per_image, reject_duplicates, reject_rows
+from datamix.converters.qa import (
+    blank,
+    image_path_check,
+    merge_per_image,
+    reject_duplicates,
+    reject_missing_ids,
+    reject_rows,
+)
 from datamix.errors import ConverterError
 from datamix.jsonio import convert_record, decode_object_pairs, decode_typed, first_byte, read_bytes
 from datamix.ledger import Ledger
@@ -119,18 +126,22 @@ def load_gqa_file(path: Path, ledger: Ledger) -> pl.DataFrame:
     }, schema={k: t for k, t in COLUMNS.items() if k != "file"})
     if frame.height and frame["question"].is_null().all() and frame["image_id"].is_null().all():
         raise ConverterError(f"{path}: not a GQA questions file: no record has 'question' or 'imageId'")
-    return frame.with_columns(file=pl.lit(path.name))
+    frame = frame.with_columns(file=pl.lit(path.name), _pos=pl.int_range(pl.len()))
+    before = ledger.rejected
+    frame = reject_missing_ids(frame, ledger, id_column="qid", what="question").drop("_pos")
+    ledger.records_in += ledger.rejected - before  # the converter counts only the rows it is given
+    return frame
 
 
 def _convert_one_by_one(path: Path, data: bytes, ledger: Ledger) -> list[tuple[str, Question]]:
     """Slow path: every (id, record) pair in file order, repeated ids kept (the converter rejects the later ones);
     records that do not fit the type are rejected here."""
     good = []
-    for qid, record in decode_object_pairs(path, data):
+    for position, (qid, record) in enumerate(decode_object_pairs(path, data)):
         value, reason = convert_record(record, Question)
         if reason:
             ledger.records_in += 1
-            ledger.reject(qid, reason, file=path.name)
+            ledger.reject(qid if qid.strip() else f"#{position}", reason, file=path.name)
         else:
             good.append((qid, value))
     return good

@@ -50,6 +50,16 @@ def reject_rows(df: pl.DataFrame, checks: Sequence[Check], ledger: Ledger, *, id
     return df.filter(pl.col("_reason").is_null()).drop("_reason")
 
 
+def reject_missing_ids(df: pl.DataFrame, ledger: Ledger, *, id_column: str, what: str) -> pl.DataFrame:
+    """Reject rows whose id is blank (they can be joined to nothing), filed under `#<position>` in their file.
+
+    `df` holds one file's rows with their position in a `_pos` column; the caller counts these records in.
+    """
+    position = pl.format("#{}", "_pos")
+    df = df.with_columns(_rid=pl.when(blank(id_column)).then(position).otherwise(pl.col(id_column)))
+    return reject_rows(df, [(blank(id_column), f"missing_{what}_id")], ledger, id_column="_rid").drop("_rid")
+
+
 def reject_duplicates(df: pl.DataFrame, ledger: Ledger, *, id_column: str, what: str) -> pl.DataFrame:
     """Keep the first record of each id (in file order); later ones are rejected, never silently merged."""
     first = pl.col(id_column).is_first_distinct()

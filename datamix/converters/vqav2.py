@@ -24,7 +24,14 @@ import polars as pl
 import pyarrow as pa
 
 from datamix.converters.base import Converter
-from datamix.converters.qa import blank, image_path_check, merge_per_image, reject_duplicates, reject_rows
+from datamix.converters.qa import (
+    blank,
+    image_path_check,
+    merge_per_image,
+    reject_duplicates,
+    reject_missing_ids,
+    reject_rows,
+)
 from datamix.errors import ConverterError
 from datamix.jsonio import decode_any, read_object_table
 from datamix.ledger import Ledger
@@ -148,16 +155,10 @@ def load_vqa_file(path: Path, ledger: Ledger) -> tuple[str, pl.DataFrame]:
         subtype = _text(obj.get("data_subtype"))
     frame = _questions(records) if kind == "questions" else _annotations(records)
     frame = frame.with_columns(subtype=pl.lit(subtype or "train2014", dtype=pl.Utf8), file=pl.lit(path.name))
-    return kind, _reject_missing_ids(frame, ledger).select(list(Q_COLUMNS if kind == "questions" else A_COLUMNS))
-
-
-def _reject_missing_ids(frame: pl.DataFrame, ledger: Ledger) -> pl.DataFrame:
-    """A record without a question_id can be joined to nothing: rejected here, filed under its position."""
     before = ledger.rejected
-    frame = reject_rows(frame.with_columns(_rid=pl.coalesce("qid", pl.format("#{}", "_pos"))),
-                        [(pl.col("qid").is_null(), "missing_question_id")], ledger, id_column="_rid")
-    ledger.records_in += ledger.rejected - before
-    return frame
+    frame = reject_missing_ids(frame, ledger, id_column="qid", what="question")
+    ledger.records_in += ledger.rejected - before  # the converter counts only the rows it is given
+    return kind, frame.select(list(Q_COLUMNS if kind == "questions" else A_COLUMNS))
 
 
 def _flatten_records(column: pa.ChunkedArray) -> pl.DataFrame:
@@ -189,6 +190,8 @@ def _records_frame(records: object, ledger: Ledger, path: Path) -> pl.DataFrame:
             ledger.reject(f"#{i}", f"malformed_record: expected an object, got {type(rec).__name__}", file=path.name)
             continue
         rows.append({k: _text(v) if k != "answers" else _answers(v) for k, v in rec.items()} | {"_pos": i})
+    if not rows:  # a frame with no column would turn the literal columns of `_questions` into one null row
+        return pl.DataFrame(schema={"_pos": pl.Int64})
     frame = pl.DataFrame(rows, schema_overrides={"answers": pl.List(pl.Struct({"answer": pl.Utf8}))}, strict=False,
                          infer_schema_length=None)
     if "answers" in frame.columns:
@@ -213,8 +216,7 @@ def _column(records: pl.DataFrame, name: str, dtype: pl.DataType) -> pl.Expr:
 
 
 def _questions(records: pl.DataFrame) -> pl.DataFrame:
-    return records.select(_pos=_column(records, "_pos", pl.Int64),
-                          qid=_column(records, "question_id", pl.Utf8),
+    return records.select("_pos", qid=_column(records, "question_id", pl.Utf8),
                           image_id=_column(records, "image_id", pl.Int64),
                           question=_column(records, "question", pl.Utf8))
 
@@ -222,8 +224,7 @@ def _questions(records: pl.DataFrame) -> pl.DataFrame:
 def _annotations(records: pl.DataFrame) -> pl.DataFrame:
     answers = (pl.col("answers").cast(pl.List(pl.Utf8), strict=False)
                if "answers" in records.columns else pl.lit(None, dtype=pl.List(pl.Utf8)))
-    return records.select(_pos=_column(records, "_pos", pl.Int64),
-                          qid=_column(records, "question_id", pl.Utf8),
+    return records.select("_pos", qid=_column(records, "question_id", pl.Utf8),
                           a_image_id=_column(records, "image_id", pl.Int64),
                           consensus=_column(records, "multiple_choice_answer", pl.Utf8),
                           answers=answers,
