@@ -174,7 +174,10 @@ def decode_object_pairs(path: Path, data: bytes) -> list[tuple[str, Any]]:
         outermost[:] = [pairs]  # objects close inside out: the last one built is the top level
         return dict(pairs)
 
-    json.loads(data, object_pairs_hook=keep_pairs)
+    try:
+        json.loads(data.decode("utf-8"), object_pairs_hook=keep_pairs)
+    except (ValueError, RecursionError) as exc:  # not expected once msgspec accepted the text; still one line
+        raise json_error(path, data, exc) from None
     return outermost[0]
 
 

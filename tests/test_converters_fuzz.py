@@ -33,7 +33,8 @@ def input_sets(converter_id: str) -> list[list[Path]]:
     """The fixture inputs of a converter: each folder's files together (VQAv2 pairs questions with
     annotations), and each top-level file alone."""
     root = FIXTURES / converter_id
-    sets = [sorted(p for p in folder.rglob("*") if p.is_file()) for folder in sorted(root.iterdir()) if folder.is_dir()]
+    folders = [folder for folder in sorted(root.iterdir()) if folder.is_dir()]
+    sets = [sorted(p for p in folder.rglob("*") if p.is_file()) for folder in folders]
     return sets + [[p] for p in sorted(root.iterdir()) if p.is_file()]
 
 
@@ -154,7 +155,8 @@ def test_malformed_gqa_records_are_each_used_or_rejected(data, tmp_path_factory)
     for qid, record, image_id, set_image in pairs:
         if set_image and isinstance(record, dict):
             record["imageId"] = image_id
-        members.append(to_json(qid, ensure_ascii=True) + b": " + to_json(record, ensure_ascii=data.draw(st.booleans())))
+        value = to_json(record, ensure_ascii=data.draw(st.booleans()))
+        members.append(to_json(qid, ensure_ascii=True) + b": " + value)
     work = tmp_path_factory.mktemp("gqa")
     path = work / "train_balanced_questions.json"
     path.write_bytes(b"{" + b", ".join(members) + b"}")

@@ -115,15 +115,17 @@ def test_vqav2_invalid_utf8_in_annotations_never_reaches_parquet(tmp_path):
     assert "v2_a.json: not valid JSON: invalid UTF-8 byte 0xc3" in error
 
 
-@pytest.mark.parametrize("setup, message", [
-    (lambda d: (d / "out.parquet").mkdir(), "out.parquet: is a folder"),
-    (lambda d: (d / "file").write_text("x"), "cannot create the output folder"),
-])
-def test_an_output_that_cannot_be_written_is_one_line(tmp_path, setup, message):
-    setup(tmp_path)
-    out = tmp_path / "out.parquet" if "folder" in message and "is a" in message else tmp_path / "file" / "o.parquet"
+def test_an_output_that_is_a_folder_is_one_line(tmp_path):
+    (tmp_path / "out.parquet").mkdir()
     path = write(tmp_path, "records.json", b"[" + CHAT + b"]")
-    assert message in run_convert("sharegpt", [path], out).error
+    assert "out.parquet: is a folder" in run_convert("sharegpt", [path], tmp_path / "out.parquet").error
+
+
+def test_an_output_under_a_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    path = write(tmp_path, "records.json", b"[" + CHAT + b"]")
+    error = run_convert("sharegpt", [path], tmp_path / "file" / "o.parquet").error
+    assert f"{tmp_path / 'file'}: cannot create the output folder" in error
 
 
 def test_an_output_that_would_replace_an_input_is_refused(tmp_path):

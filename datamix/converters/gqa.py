@@ -14,6 +14,8 @@ Files: `{train,val,testdev,test,challenge,submission}_{balanced,all}_questions.j
 Ids stay strings (zero padding, `n`-prefixed image ids). The short `answer` is the target; `fullAnswer`,
 `types` and `isBalanced` go into `meta`. Dropped: the semantic program, entailment links, token annotations.
 Records without an answer (test, challenge, submission splits) are rejected as `no_answer`.
+A question id given twice, in one file (a JSON object with a repeated key) or across files, keeps its first
+record; the later ones are rejected as `duplicate_question_id`.
 """
 
 from __future__ import annotations
