@@ -115,8 +115,6 @@ def describe_json_error(data: bytes, exc: Exception) -> tuple[str, int | None]:
         found.append((at, what))
     elif "truncated" in message:
         found.append((len(data), "the text ends in the middle of a value (truncated?)"))
-    elif not message.startswith("Invalid UTF-8"):
-        found.append((len(data) + 1, message))  # e.g. "Number out of range - at `$[3].id`": no offset
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as bad:
@@ -124,8 +122,10 @@ def describe_json_error(data: bytes, exc: Exception) -> tuple[str, int | None]:
     surrogate = _LONE_SURROGATE.search(data)
     if surrogate:
         found.append((surrogate.start(1), f"a lone UTF-16 surrogate {surrogate.group(1).decode()}"))
+    if not found:  # e.g. "Number out of range - at `$[3].id`": msgspec's words, with no offset
+        return message, None
     at, what = min(found)
-    return what, (at if at <= len(data) else None)
+    return what, at
 
 
 def _where(data: bytes, at: int | None) -> str:
