@@ -29,7 +29,7 @@ WHITESPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680" + "".join(map(chr, 
 BLANK_CHARS = WHITESPACE + ZERO_WIDTH
 # A path is refused if empty, absolute (`/`, `\\`, a drive letter), holding a `..` segment anywhere (even
 # `a/../b`: converters write plain relative paths, and one that climbs is never what a source file means)
-# or a NUL (no file system can open it). `qa.bad_image_path` applies the same pattern to polars columns
+# or a NUL (no file system can open it). `qa.image_path_check` applies the same pattern to polars columns
 # (Rust regex syntax: `\z` is the end of the text, Python's `\Z`).
 BAD_IMAGE_PATH = r"(?s)\A\z|\A[/\\]|\A.:|(?:\A|[/\\])\.\.(?:[/\\]|\z)|\x00"
 _BAD_IMAGE_PATH = re.compile(BAD_IMAGE_PATH.replace(r"\z", r"\Z"))
