@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from datamix.converters import ConvertOptions, get_converter
+from datamix.errors import InputError
 from datamix.inputs import expand_inputs
 from datamix.ledger import Ledger
 from datamix.table import SampleWriter
@@ -21,8 +22,13 @@ def run_conversion(converter_id: str, paths: Iterable[str | Path], out: str | Pa
     converter = get_converter(converter_id, options)
     files = expand_inputs(paths)
     out = Path(out)
+    check_output(out, files)
     ledger = Ledger(source=converter.id)
-    with SampleWriter(out) as writer:
+    try:
+        writer = SampleWriter(out)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write the output ({exc.strerror or exc}); choose another --out") from None
+    with writer:
         for batch in converter.convert(files, ledger):
             if isinstance(batch, list):
                 writer.write_samples(batch)
@@ -31,3 +37,17 @@ def run_conversion(converter_id: str, paths: Iterable[str | Path], out: str | Pa
     ledger.samples_out = writer.rows
     ledger.write(rejects_path(out))
     return ledger
+
+
+def check_output(out: Path, inputs: list[Path]) -> None:
+    """Refuse an --out that cannot be written, before any input is read: a folder, a path under a file,
+    or one of the inputs (which the output would replace)."""
+    for path in (out, rejects_path(out)):
+        if path.is_dir():
+            raise InputError(f"{path}: is a folder; --out takes the path of the .parquet file to write")
+    if out.resolve() in {f.resolve() for f in inputs}:
+        raise InputError(f"{out}: is one of the inputs; choose another --out")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out.parent}: cannot create the output folder ({exc.strerror or exc})") from None

@@ -14,13 +14,30 @@
 
 from __future__ import annotations
 
-import posixpath
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 IMAGE_TOKEN = "<image>"
 TASKS = ("vqa_short", "mcq", "caption", "grounding", "conversation", "text")
 ROLES = ("human", "gpt", "system")
+# Characters that render as nothing; text made only of these and whitespace is empty. str.strip keeps them.
+ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"
+# Python's whitespace (str.isspace), spelled out so that polars expressions can strip exactly the same set.
+WHITESPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200b))) + (
+    "\u2028\u2029\u202f\u205f\u3000")
+BLANK_CHARS = WHITESPACE + ZERO_WIDTH
+# A path is refused if empty, absolute (`/`, `\\`, a drive letter), holding a `..` segment anywhere (even
+# `a/../b`: converters write plain relative paths, and one that climbs is never what a source file means)
+# or a NUL (no file system can open it). `qa.image_path_check` applies the same pattern to polars columns
+# (Rust regex syntax: `\z` is the end of the text, Python's `\Z`).
+BAD_IMAGE_PATH = r"(?s)\A\z|\A[/\\]|\A.:|(?:\A|[/\\])\.\.(?:[/\\]|\z)|\x00"
+_BAD_IMAGE_PATH = re.compile(BAD_IMAGE_PATH.replace(r"\z", r"\Z"))
+
+
+def is_blank(text: object) -> bool:
+    """True for anything but a string with a visible character: None, "", whitespace, zero-width characters."""
+    return not isinstance(text, str) or not text.strip(BLANK_CHARS)
 
 
 @dataclass(slots=True)
@@ -83,17 +100,14 @@ def _check_turns(turns: list[dict[str, str]]) -> str | None:
         expected = "human" if i % 2 == 0 else "gpt"
         if turn["from"] != expected:
             return f"bad_role_order: turn {i} is {turn['from']!r}, expected {expected!r}"
-        if not isinstance(turn["value"], str) or not turn["value"].strip():
+        if is_blank(turn["value"]):
             return f"empty_turn: turn {i}"
     if body[-1]["from"] != "gpt":
         return "ends_with_human"
     return None
 
 
-def _check_image_path(path: str) -> str | None:
-    if not path or path.startswith(("/", "\\")) or (len(path) > 1 and path[1] == ":"):
-        return f"bad_image_path: {path!r} is not a relative path"
-    normalized = posixpath.normpath(path.replace("\\", "/"))
-    if normalized == ".." or normalized.startswith("../"):
-        return f"bad_image_path: {path!r} leaves the image root"
+def _check_image_path(path: object) -> str | None:
+    if not isinstance(path, str) or _BAD_IMAGE_PATH.search(path):
+        return f"bad_image_path: {path!r} is not a plain relative path inside the image root"
     return None

@@ -1,6 +1,8 @@
 """The `datamix` command line: thin typer commands over library functions.
 
 Every error a user can cause prints as one line (`error: ...`) with exit code 1; `--debug` shows the traceback.
+Ctrl-C prints `interrupted` and exits with 130, the shell's code for SIGINT (partial outputs are removed by the
+writers, which only rename a file into place once it is complete).
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show full traceba
 
 
 def fails_cleanly(command: F) -> F:
-    """Turn any exception into one line on stderr and exit code 1, unless --debug asks for the traceback."""
+    """Turn any exception into one line on stderr and exit code 1, unless --debug asks for the traceback;
+    Ctrl-C into one line and exit code 130."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -42,6 +45,9 @@ def fails_cleanly(command: F) -> F:
             return command(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
+        except KeyboardInterrupt:
+            typer.secho("interrupted", err=True, fg=typer.colors.RED)
+            raise typer.Exit(130) from None
         except Exception as exc:  # noqa: BLE001 - the CLI boundary: everything becomes one clear line
             if _Settings.debug:
                 raise

@@ -103,7 +103,8 @@ class RecordConverter(Converter):
                     continue
                 invalid = self.finish(sample)
                 if invalid:
-                    ledger.reject(sample.meta.get("original_id", index), invalid, file=file.name)
+                    ledger.reject(sample.meta.get("original_id") or original_id(record, index), invalid,
+                                  file=file.name)
                     continue
                 sample.id = self._unique(sample.id)
                 ledger.records_out += 1
@@ -122,9 +123,14 @@ class RecordConverter(Converter):
 
 
 def original_id(record: Any, index: int) -> str:
-    """The id a rejection is filed under: the record's own id, else its position in the file."""
-    rid = getattr(record, "id", None)
-    return str(rid) if rid not in (None, "") else f"#{index}"
+    """The id a rejection is filed under: the record's own id, else its position in the file.
+
+    `record` is a typed record, or the raw dict of one that did not fit its type, or None.
+    """
+    rid = record.get("id") if isinstance(record, dict) else getattr(record, "id", None)
+    if isinstance(rid, (str, int)) and not isinstance(rid, bool) and str(rid).strip():
+        return str(rid)
+    return f"#{index}"
 
 
 def content_hash(*parts: str) -> str:

@@ -14,21 +14,31 @@ Files: `{train,val,testdev,test,challenge,submission}_{balanced,all}_questions.j
 Ids stay strings (zero padding, `n`-prefixed image ids). The short `answer` is the target; `fullAnswer`,
 `types` and `isBalanced` go into `meta`. Dropped: the semantic program, entailment links, token annotations.
 Records without an answer (test, challenge, submission splits) are rejected as `no_answer`.
+A question id given twice, in one file (a JSON object with a repeated key) or across files, keeps its first
+record; the later ones are rejected as `duplicate_question_id`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import msgspec
 import polars as pl
 import pyarrow as pa
 
 from datamix.converters.base import Converter
-from datamix.converters.qa import blank, merge_per_image, reject_duplicates, reject_rows
+from datamix.converters.qa import (
+    blank,
+    image_path_check,
+    merge_per_image,
+    reject_duplicates,
+    reject_missing_ids,
+    reject_rows,
+)
 from datamix.errors import ConverterError
-from datamix.jsonio import convert_record, decode_any, decode_typed, read_bytes
+from datamix.jsonio import convert_record, decode_object_pairs, decode_typed, first_byte, read_bytes
 from datamix.ledger import Ledger
 from datamix.progress import progress
 
@@ -40,14 +50,22 @@ class Types(msgspec.Struct):
 
 
 class Question(msgspec.Struct):
-    """Only the fields we read; msgspec skips the rest (the semantic programs) without building them."""
+    """Only the fields we read; msgspec skips the rest (the semantic programs) without building them.
 
+    `decoded` counts the records decoded, repeated ids included: a JSON object with one id twice decodes to
+    a dict that silently keeps only the last record, and this count is how that is noticed.
+    """
+
+    decoded: ClassVar[int] = 0
     question: str | None = None
     imageId: str | int | None = None  # noqa: N815 (the file's own key)
     answer: str | None = None
     fullAnswer: str | None = None  # noqa: N815
     isBalanced: bool | None = None  # noqa: N815
     types: Types | None = None
+
+    def __post_init__(self) -> None:
+        Question.decoded += 1
 
 
 COLUMNS = {"qid": pl.Utf8, "image_id": pl.Utf8, "question": pl.Utf8, "answer": pl.Utf8, "full_answer": pl.Utf8,
@@ -64,8 +82,10 @@ class GQA(Converter):
         rows = pl.concat(frames) if frames else pl.DataFrame(schema=COLUMNS)
         ledger.records_in += rows.height
         rows = reject_duplicates(rows, ledger, id_column="qid", what="question")
+        rows = rows.with_columns(image_path=pl.lit("images/") + pl.col("image_id") + pl.lit(".jpg"))
         rows = reject_rows(rows, [
             (blank("image_id"), "missing_image_id"),
+            image_path_check(),
             (pl.col("answer").is_null(), "no_answer: record has no answer (test/challenge/submission splits)"),
             (blank("question"), "empty_question"),
             (pl.col("question").str.contains("<image>", literal=True), "image_token_in_text"),
@@ -74,10 +94,8 @@ class GQA(Converter):
         ledger.records_out += rows.height
         if not rows.height:
             return
-        rows = rows.with_columns(
-            image_key=pl.col("image_id"),
-            image_path=pl.lit("images/") + pl.col("image_id") + pl.lit(".jpg"),
-        ).sort(["image_id", pl.col("qid").str.len_chars(), "qid"])  # numeric order of zero-padded ids
+        rows = rows.with_columns(image_key=pl.col("image_id")).sort(
+            ["image_id", pl.col("qid").str.len_chars(), "qid"])  # numeric order of zero-padded ids
         yield merge_per_image(
             rows, source=self.id, task="vqa_short", policy=self.format_prompt,
             meta_lists={"question_ids": "qid", "full_answers": "full_answer", "is_balanced": "is_balanced",
@@ -88,14 +106,17 @@ class GQA(Converter):
 
 def load_gqa_file(path: Path, ledger: Ledger) -> pl.DataFrame:
     data = read_bytes(path)
-    if not data.lstrip().startswith(b"{"):
+    if first_byte(data) != b"{":
         raise ConverterError(f"{path}: not a GQA questions file: expected a JSON object keyed by question id")
-    records = decode_typed(data, dict[str, Question])
+    Question.decoded = 0
+    records = decode_typed(path, data, dict[str, Question])
+    if records is not None and Question.decoded == len(records):
+        pairs = records.items()
+    else:  # a record that does not fit, or an id given twice
+        pairs = _convert_one_by_one(path, data, ledger)
     del data
-    if records is None:
-        records = _convert_one_by_one(path, ledger)
-    ids = list(records)
-    values = list(records.values())
+    ids = [qid for qid, _ in pairs]
+    values = [v for _, v in pairs]
     frame = pl.DataFrame({
         "qid": ids,
         "image_id": [None if v.imageId is None else str(v.imageId) for v in values],
@@ -107,20 +128,22 @@ def load_gqa_file(path: Path, ledger: Ledger) -> pl.DataFrame:
     }, schema={k: t for k, t in COLUMNS.items() if k != "file"})
     if frame.height and frame["question"].is_null().all() and frame["image_id"].is_null().all():
         raise ConverterError(f"{path}: not a GQA questions file: no record has 'question' or 'imageId'")
-    return frame.with_columns(file=pl.lit(path.name))
+    frame = frame.with_columns(file=pl.lit(path.name), _pos=pl.int_range(pl.len()))
+    before = ledger.rejected
+    frame = reject_missing_ids(frame, ledger, id_column="qid", what="question").drop("_pos")
+    ledger.records_in += ledger.rejected - before  # the converter counts only the rows it is given
+    return frame
 
 
-def _convert_one_by_one(path: Path, ledger: Ledger) -> dict[str, Question]:
-    """Slow path when some record does not fit the type: keep the good ones, reject the others."""
-    raw = decode_any(path)
-    if not isinstance(raw, dict):
-        raise ConverterError(f"{path}: not a GQA questions file: expected a JSON object keyed by question id")
-    good = {}
-    for qid, record in raw.items():
+def _convert_one_by_one(path: Path, data: bytes, ledger: Ledger) -> list[tuple[str, Question]]:
+    """Slow path: every (id, record) pair in file order, repeated ids kept (the converter rejects the later ones);
+    records that do not fit the type are rejected here."""
+    good = []
+    for position, (qid, record) in enumerate(decode_object_pairs(path, data)):
         value, reason = convert_record(record, Question)
         if reason:
             ledger.records_in += 1
-            ledger.reject(qid, reason, file=path.name)
+            ledger.reject(qid if qid.strip() else f"#{position}", reason, file=path.name)
         else:
-            good[qid] = value
+            good.append((qid, value))
     return good

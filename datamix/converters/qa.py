@@ -18,27 +18,46 @@ import pyarrow as pa
 
 from datamix.ledger import Ledger
 from datamix.prompts import FORMAT_PROMPTS, SEPARATOR, PromptPolicy
-from datamix.schema import IMAGE_TOKEN
+from datamix.schema import BAD_IMAGE_PATH, BLANK_CHARS, IMAGE_TOKEN
 from datamix.table import ARROW_SCHEMA
 
-Check = tuple[pl.Expr, str]  # (expression true for a bad row, reason)
+Check = tuple[pl.Expr, str | pl.Expr]  # (expression true for a bad row, reason: fixed, or computed per row)
 
 
 def blank(column: str) -> pl.Expr:
-    return pl.col(column).is_null() | (pl.col(column).str.strip_chars() == "")
+    """`schema.is_blank` as an expression: null, or nothing but whitespace and zero-width characters."""
+    return pl.col(column).is_null() | (pl.col(column).str.strip_chars(BLANK_CHARS) == "")
+
+
+def image_path_check(column: str = "image_path") -> Check:
+    """`schema.validate`'s image path rule as a row check, so that a path built from an id such as
+    `../../etc/passwd` is rejected here, with the same reason, rather than written and refused at build."""
+    bad = pl.col(column).is_null() | pl.col(column).str.contains(BAD_IMAGE_PATH)
+    why = pl.format("bad_image_path: '{}' is not a plain relative path inside the image root", pl.col(column))
+    return bad, why
 
 
 def reject_rows(df: pl.DataFrame, checks: Sequence[Check], ledger: Ledger, *, id_column: str) -> pl.DataFrame:
     """Drop the rows any check flags (first matching reason wins) into the ledger; return the rest."""
     reason = pl.lit(None, dtype=pl.Utf8)
     for bad, why in reversed(checks):
-        reason = pl.when(bad).then(pl.lit(why)).otherwise(reason)
+        reason = pl.when(bad).then(pl.lit(why) if isinstance(why, str) else why).otherwise(reason)
     df = df.with_columns(_reason=reason)
     file_col = "file" if "file" in df.columns else None
     for row in df.filter(pl.col("_reason").is_not_null()).select(
             id_column, "_reason", *([file_col] if file_col else [])).iter_rows():
         ledger.reject(row[0], row[1], file=row[2] if file_col else None)
     return df.filter(pl.col("_reason").is_null()).drop("_reason")
+
+
+def reject_missing_ids(df: pl.DataFrame, ledger: Ledger, *, id_column: str, what: str) -> pl.DataFrame:
+    """Reject rows whose id is blank (they can be joined to nothing), filed under `#<position>` in their file.
+
+    `df` holds one file's rows with their position in a `_pos` column; the caller counts these records in.
+    """
+    position = pl.format("#{}", "_pos")
+    df = df.with_columns(_rid=pl.when(blank(id_column)).then(position).otherwise(pl.col(id_column)))
+    return reject_rows(df, [(blank(id_column), f"missing_{what}_id")], ledger, id_column="_rid").drop("_rid")
 
 
 def reject_duplicates(df: pl.DataFrame, ledger: Ledger, *, id_column: str, what: str) -> pl.DataFrame:

@@ -23,15 +23,13 @@ from dataclasses import dataclass
 import msgspec
 
 from datamix.converters.base import content_hash
+from datamix.schema import BLANK_CHARS, is_blank
 
 ROLE_MAP: dict[str, str] = {
     "human": "human", "user": "human",
     "gpt": "gpt", "assistant": "gpt", "bing": "gpt", "chatgpt": "gpt", "bard": "gpt",
     "system": "system",
 }
-# Characters that render as nothing; a turn made only of these (and whitespace) is empty. str.strip keeps them.
-ZERO_WIDTH = "\u200b\u200c\u200d\ufeff\u2060"
-_REMOVE_ZERO_WIDTH = dict.fromkeys(map(ord, ZERO_WIDTH))
 # The value ShareGPT scrapes hold where a turn's markdown could not be captured.
 EMPTY_PLACEHOLDER = "EmptyMarkdownContent"
 MERGE_SEPARATOR = "\n\n"
@@ -61,11 +59,9 @@ def map_role(role: object) -> str | None:
     return ROLE_MAP.get(role.strip().lower()) if isinstance(role, str) else None
 
 
-def is_blank(value: object) -> bool:
-    if not isinstance(value, str):
-        return True
-    text = value.translate(_REMOVE_ZERO_WIDTH).strip()
-    return not text or text == EMPTY_PLACEHOLDER
+def is_blank_turn(value: object) -> bool:
+    """Empty as `schema.is_blank` says (whitespace, zero-width), or the scrapers' empty placeholder."""
+    return is_blank(value) or value.strip(BLANK_CHARS) == EMPTY_PLACEHOLDER
 
 
 def record_id(raw_id: object, *content: object) -> str:
@@ -83,7 +79,7 @@ def normalize_turns(raw: Iterable[tuple[object, object]]) -> Normalized | str:
         mapped = map_role(role)
         if mapped is None:
             return f"unknown_role: {role!r}"
-        if not is_blank(value):
+        if not is_blank_turn(value):
             turns.append({"from": mapped, "value": value})
     turns, merged = _merge_runs(_place_system(turns))
     if turns and turns[-1]["from"] == "human":

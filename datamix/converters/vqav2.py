@@ -26,7 +26,14 @@ import pyarrow as pa
 
 from datamix.converters.base import Converter
 from datamix.converters.options import option
-from datamix.converters.qa import blank, merge_per_image, reject_duplicates, reject_rows
+from datamix.converters.qa import (
+    blank,
+    image_path_check,
+    merge_per_image,
+    reject_duplicates,
+    reject_missing_ids,
+    reject_rows,
+)
 from datamix.errors import ConverterError
 from datamix.jsonio import decode_any, read_object_table
 from datamix.ledger import Ledger
@@ -78,7 +85,8 @@ class VQAv2(Converter):
                     ledger, id_column="qid")
         ledger.records_in += ledger.rejected - before  # annotations that pair with no question are records too
         rows = q.join(a.drop("file").with_columns(_annotated=pl.lit(True)), on="qid", how="left")
-        rows = rows.with_columns(answer=self._answer_expr())
+        rows = rows.with_columns(answer=self._answer_expr(),
+                                 image_path=coco_path(pl.col("image_id"), pl.col("subtype"), self.options.coco_naming))
         rows = reject_rows(rows, self._checks(), ledger, id_column="qid")
         ledger.records_out += rows.height
         if rows.height:
@@ -96,6 +104,7 @@ class VQAv2(Converter):
         return [
             (pl.col("_annotated").is_null(), "no_answer: question has no annotation (test splits have none)"),
             (pl.col("image_id").is_null(), "bad_image_id: missing or not an integer"),
+            image_path_check(),  # the 2014 naming takes the folder from the file's data_subtype
             (pl.col("a_image_id").is_not_null() & (pl.col("a_image_id") != pl.col("image_id")),
              "image_id_mismatch: question and annotation name different images"),
             (blank("question"), "empty_question"),
@@ -106,7 +115,6 @@ class VQAv2(Converter):
     def _to_table(self, rows: pl.DataFrame) -> pa.Table:
         rows = rows.with_columns(
             image_key=pl.col("image_id").cast(pl.Utf8),
-            image_path=coco_path(pl.col("image_id"), pl.col("subtype"), self.options.coco_naming),
             _order=pl.col("qid").cast(pl.Int64, strict=False),
         ).sort(["image_id", "_order", "qid"])
         policy_name = "multiple_choice_answer" if self.options.answer == "consensus" else "most_common"
@@ -146,6 +154,7 @@ def load_vqa_file(path: Path, ledger: Ledger) -> tuple[str, pl.DataFrame]:
     if table is not None and table.num_rows == 1:
         kind = _kind(path, [name for name in ("questions", "annotations") if table.column(name).null_count == 0])
         records = _flatten_records(table.column(kind))
+        records = records.with_columns(_pos=pl.int_range(pl.len()))
         subtype = table.column("data_subtype")[0].as_py()
         del table
         pa.default_memory_pool().release_unused()  # hand the parse buffer back before the join
@@ -155,10 +164,13 @@ def load_vqa_file(path: Path, ledger: Ledger) -> tuple[str, pl.DataFrame]:
             raise ConverterError(f"{path}: expected a VQA JSON object with a 'questions' or 'annotations' list")
         kind = _kind(path, list(obj))
         records = _records_frame(obj[kind], ledger, path)
-        subtype = obj.get("data_subtype")
+        subtype = _text(obj.get("data_subtype"))
     frame = _questions(records) if kind == "questions" else _annotations(records)
-    return kind, frame.with_columns(subtype=pl.lit(subtype or "train2014"), file=pl.lit(path.name)).select(
-        list(Q_COLUMNS if kind == "questions" else A_COLUMNS))
+    frame = frame.with_columns(subtype=pl.lit(subtype or "train2014", dtype=pl.Utf8), file=pl.lit(path.name))
+    before = ledger.rejected
+    frame = reject_missing_ids(frame, ledger, id_column="qid", what="question")
+    ledger.records_in += ledger.rejected - before  # the converter counts only the rows it is given
+    return kind, frame.select(list(Q_COLUMNS if kind == "questions" else A_COLUMNS))
 
 
 def _flatten_records(column: pa.ChunkedArray) -> pl.DataFrame:
@@ -189,7 +201,9 @@ def _records_frame(records: object, ledger: Ledger, path: Path) -> pl.DataFrame:
             ledger.records_in += 1
             ledger.reject(f"#{i}", f"malformed_record: expected an object, got {type(rec).__name__}", file=path.name)
             continue
-        rows.append({k: _text(v) if k != "answers" else _answers(v) for k, v in rec.items()})
+        rows.append({k: _text(v) if k != "answers" else _answers(v) for k, v in rec.items()} | {"_pos": i})
+    if not rows:  # a frame with no column would turn the literal columns of `_questions` into one null row
+        return pl.DataFrame(schema={"_pos": pl.Int64})
     frame = pl.DataFrame(rows, schema_overrides={"answers": pl.List(pl.Struct({"answer": pl.Utf8}))}, strict=False,
                          infer_schema_length=None)
     if "answers" in frame.columns:
@@ -214,7 +228,7 @@ def _column(records: pl.DataFrame, name: str, dtype: pl.DataType) -> pl.Expr:
 
 
 def _questions(records: pl.DataFrame) -> pl.DataFrame:
-    return records.select(qid=_column(records, "question_id", pl.Utf8),
+    return records.select("_pos", qid=_column(records, "question_id", pl.Utf8),
                           image_id=_column(records, "image_id", pl.Int64),
                           question=_column(records, "question", pl.Utf8))
 
@@ -222,7 +236,7 @@ def _questions(records: pl.DataFrame) -> pl.DataFrame:
 def _annotations(records: pl.DataFrame) -> pl.DataFrame:
     answers = (pl.col("answers").cast(pl.List(pl.Utf8), strict=False)
                if "answers" in records.columns else pl.lit(None, dtype=pl.List(pl.Utf8)))
-    return records.select(qid=_column(records, "question_id", pl.Utf8),
+    return records.select("_pos", qid=_column(records, "question_id", pl.Utf8),
                           a_image_id=_column(records, "image_id", pl.Int64),
                           consensus=_column(records, "multiple_choice_answer", pl.Utf8),
                           answers=answers,
