@@ -186,7 +186,7 @@ def test_malformed_vqav2_records_fail_cleanly_or_balance(data, tmp_path_factory)
     for name, key, base in (("questions", "questions", QUESTION), ("annotations", "annotations", ANNOTATION)):
         document = {"data_subtype": data.draw(subtype), key: records(base)}
         (work / f"v2_{name}.json").write_bytes(to_json(document, ensure_ascii=data.draw(st.booleans())))
-    options = data.draw(st.sampled_from([[], ["--coco-naming", "2014"], ["--answer", "most_common"]]))
+    options = data.draw(st.sampled_from([[], ["--option", "coco_naming=2014"], ["--option", "answer=most_common"]]))
     event(f"exit {run_convert('vqav2', sorted(work.glob('*.json')), work / 'o.parquet', *options).exit_code}")
 
 

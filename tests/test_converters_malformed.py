@@ -233,7 +233,7 @@ def test_gqa_image_ids_that_escape_the_image_root_are_rejected(tmp_path, image_i
 def test_vqav2_2014_paths_from_a_data_subtype_that_escapes_are_rejected(tmp_path):
     files = [write(tmp_path, "v2_q.json", VQA_Q.replace(b'"train2014"', b'"../../etc"')),
              write(tmp_path, "v2_a.json", VQA_A)]
-    outcome = run_convert("vqav2", files, tmp_path / "o.parquet", "--coco-naming", "2014")
+    outcome = run_convert("vqav2", files, tmp_path / "o.parquet", "--option", "coco_naming=2014")
     assert [(r["id"], r["reason"].split(":")[0]) for r in outcome.rejects] == [("1000", "bad_image_path")]
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import msgspec
 import polars as pl
@@ -45,7 +46,7 @@ from datamix.converters.base import Converter, gc_paused
 from datamix.converters.options import option
 from datamix.converters.qa import blank, merge_per_image, reject_rows
 from datamix.errors import ConverterError
-from datamix.jsonio import convert_record, decode_any, decode_typed, read_bytes
+from datamix.jsonio import convert_record, decode_object_pairs, decode_typed, first_byte, read_bytes
 from datamix.ledger import Ledger
 from datamix.progress import progress
 
@@ -54,6 +55,10 @@ SAFE_KEY = r"^[0-9A-Za-z][0-9A-Za-z._-]*$"  # an ASIN/ISBN; anything else could 
 
 
 class Book(msgspec.Struct):
+    """`decoded` counts the entries decoded, repeated keys included: a JSON object with one key twice decodes
+    to a dict that silently keeps the last entry, and this count is how that is noticed (as in gqa.Question)."""
+
+    decoded: ClassVar[int] = 0
     imageURL: str | None = None  # noqa: N815 (the file's own keys)
     questions: list[str] | None = None
     answers: list[str] | None = None
@@ -61,6 +66,9 @@ class Book(msgspec.Struct):
     authorName: str | None = None  # noqa: N815
     genre: str | None = None
     split: int | None = None
+
+    def __post_init__(self) -> None:
+        Book.decoded += 1
 
 
 BOOK_SCHEMA = {"key": pl.Utf8, "questions": pl.List(pl.Utf8), "answers": pl.List(pl.Utf8), "title": pl.Utf8,
@@ -137,17 +145,21 @@ class OCRVQA(Converter):
 def load_books(path: Path, ledger: Ledger) -> pl.DataFrame:
     """`dataset.json` -> one row per book; entries that do not fit the type are rejected one by one."""
     data = read_bytes(path)
-    if not data.lstrip().startswith(b"{"):
+    if first_byte(data) != b"{":
         raise ConverterError(f"{path}: not an OCR-VQA dataset.json: expected a JSON object keyed by ASIN/ISBN")
-    books = decode_typed(data, dict[str, Book])
+    Book.decoded = 0
+    books = decode_typed(path, data, dict[str, Book])
+    if books is not None and Book.decoded == len(books):
+        pairs = list(books.items())
+    else:  # an entry that does not fit, or a key given twice (the later copy is rejected as duplicate_book)
+        pairs = _convert_one_by_one(path, data, ledger)
     del data
-    if books is None:
-        books = _convert_one_by_one(path, ledger)
-    values = list(books.values())
+    keys = [key for key, _ in pairs]
+    values = [book for _, book in pairs]
     if values and all(b.questions is None and b.imageURL is None for b in values):
         raise ConverterError(f"{path}: not an OCR-VQA dataset.json: no entry has 'questions' or 'imageURL'")
     return pl.DataFrame({
-        "key": list(books),
+        "key": keys,
         # pyarrow turns the nested lists into list arrays in C, without one Python object per question
         "questions": pa.array([b.questions for b in values], type=pa.list_(pa.string())),
         "answers": pa.array([b.answers for b in values], type=pa.list_(pa.string())),
@@ -159,16 +171,14 @@ def load_books(path: Path, ledger: Ledger) -> pl.DataFrame:
     }, schema={k: v for k, v in BOOK_SCHEMA.items() if k != "file"}).with_columns(file=pl.lit(path.name))
 
 
-def _convert_one_by_one(path: Path, ledger: Ledger) -> dict[str, Book]:
-    raw = decode_any(path)
-    if not isinstance(raw, dict):
-        raise ConverterError(f"{path}: not an OCR-VQA dataset.json: expected a JSON object keyed by ASIN/ISBN")
-    good = {}
-    for key, entry in raw.items():
+def _convert_one_by_one(path: Path, data: bytes, ledger: Ledger) -> list[tuple[str, Book]]:
+    """Slow path: every (key, entry) pair in file order, repeated keys kept; entries that do not fit are rejected."""
+    good = []
+    for position, (key, entry) in enumerate(decode_object_pairs(path, data)):
         value, reason = convert_record(entry, Book)
         if reason:
             ledger.records_in += 1
-            ledger.reject(key, reason, file=path.name)
+            ledger.reject(key if key.strip() else f"#{position}", reason, file=path.name)
         else:
-            good[key] = value
+            good.append((key, value))
     return good

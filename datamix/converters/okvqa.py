@@ -46,7 +46,7 @@ from datamix.converters.options import option
 from datamix.converters.qa import merge_per_image, reject_duplicates, reject_rows
 from datamix.converters.vqav2 import VQAv2, coco_path, most_common_answer
 from datamix.errors import ConverterError
-from datamix.jsonio import convert_record, decode_any, decode_typed, read_bytes
+from datamix.jsonio import convert_record, decode_any, decode_typed, first_byte, read_bytes
 from datamix.ledger import Ledger
 from datamix.progress import progress
 
@@ -120,7 +120,8 @@ class OKVQA(Converter):
         ledger.records_in += ledger.rejected - before  # annotations that pair with no question are records too
         rows = q.join(a.drop("file").with_columns(_annotated=pl.lit(True)), on="qid", how="left")
         column = "answers" if self.options.answer == "most_common" else "raw_answers"
-        rows = rows.with_columns(answer=pl.col(column).map_batches(most_common_answer, return_dtype=pl.Utf8))
+        rows = rows.with_columns(answer=pl.col(column).map_batches(most_common_answer, return_dtype=pl.Utf8),
+                                 image_path=coco_path(pl.col("image_id"), pl.col("subtype"), self.options.coco_naming))
         rows = reject_rows(rows, VQAv2._checks(), ledger, id_column="qid")  # the same checks as VQAv2
         ledger.records_out += rows.height
         if rows.height:
@@ -129,7 +130,6 @@ class OKVQA(Converter):
     def _to_table(self, rows: pl.DataFrame) -> pa.Table:
         rows = rows.with_columns(
             image_key=pl.col("image_id").cast(pl.Utf8),
-            image_path=coco_path(pl.col("image_id"), pl.col("subtype"), self.options.coco_naming),
             answer_policy=pl.lit(self.options.answer),
             _order=pl.col("qid").cast(pl.Int64, strict=False),
         ).sort(["image_id", "_order", "qid"])
@@ -144,13 +144,13 @@ class OKVQA(Converter):
 def load_okvqa_file(path: Path, ledger: Ledger) -> tuple[str, pl.DataFrame]:
     """One official file -> ("questions" | "annotations", its rows); a bad record is rejected, not fatal."""
     data = read_bytes(path)
-    if not data.lstrip().startswith(b"{"):
+    if first_byte(data) != b"{":
         raise ConverterError(f"{path}: not an OK-VQA file: expected a JSON object with a 'questions' or "
                              "'annotations' list")
-    parsed = decode_typed(data, VQAFile)
-    del data
+    parsed = decode_typed(path, data, VQAFile)
     if parsed is None:
-        parsed = _decode_one_by_one(path, ledger)
+        parsed = _decode_one_by_one(path, data, ledger)
+    del data
     subtype = parsed.data_subtype or "train2014"
     if parsed.questions is not None:
         return "questions", pl.DataFrame({
@@ -176,9 +176,9 @@ def load_okvqa_file(path: Path, ledger: Ledger) -> tuple[str, pl.DataFrame]:
     raise ConverterError(f"{path}: not an OK-VQA file: expected a top-level 'questions' or 'annotations' list")
 
 
-def _decode_one_by_one(path: Path, ledger: Ledger) -> VQAFile:
+def _decode_one_by_one(path: Path, data: bytes, ledger: Ledger) -> VQAFile:
     """Slow path when some record does not fit its type: keep the good records, reject the others."""
-    raw = decode_any(path)
+    raw = decode_any(path, data)
     if not isinstance(raw, dict):
         raise ConverterError(f"{path}: not an OK-VQA file: expected a JSON object")
     kind = next((k for k in ("questions", "annotations") if isinstance(raw.get(k), list)), None)

@@ -43,7 +43,7 @@ from datamix.converters.base import BATCH, Converter, gc_paused
 from datamix.converters.options import option
 from datamix.converters.qa import blank, reject_rows
 from datamix.errors import ConverterError
-from datamix.jsonio import convert_record, decode_any, decode_typed, read_bytes
+from datamix.jsonio import convert_record, decode_any, decode_typed, first_byte, read_bytes
 from datamix.ledger import Ledger
 from datamix.progress import progress
 from datamix.schema import IMAGE_TOKEN, Sample
@@ -150,12 +150,12 @@ class TextCaps(Converter):
 def load_captions(path: Path, ledger: Ledger) -> pl.DataFrame:
     """One TextCaps file -> one row per caption record; records that do not fit the type are rejected."""
     data = read_bytes(path)
-    if not data.lstrip().startswith(b"{"):
+    if first_byte(data) != b"{":
         raise ConverterError(f"{path}: not a TextCaps file: expected a JSON object with a 'data' list")
-    parsed = decode_typed(data, CaptionsFile)
-    del data
+    parsed = decode_typed(path, data, CaptionsFile)
     if parsed is None:
-        parsed = _decode_one_by_one(path, ledger)
+        parsed = _decode_one_by_one(path, data, ledger)
+    del data
     if parsed.data is None:
         raise ConverterError(f"{path}: not a TextCaps file: expected a JSON object with a 'data' list")
     if parsed.dataset_name not in (None, "textcaps"):
@@ -175,8 +175,8 @@ def load_captions(path: Path, ledger: Ledger) -> pl.DataFrame:
     }, schema={k: v for k, v in COLUMNS.items() if k != "file"}).with_columns(file=pl.lit(path.name))
 
 
-def _decode_one_by_one(path: Path, ledger: Ledger) -> CaptionsFile:
-    raw = decode_any(path)
+def _decode_one_by_one(path: Path, data: bytes, ledger: Ledger) -> CaptionsFile:
+    raw = decode_any(path, data)
     if not isinstance(raw, dict) or not isinstance(raw.get("data"), list):
         raise ConverterError(f"{path}: not a TextCaps file: expected a JSON object with a 'data' list")
     good = []
