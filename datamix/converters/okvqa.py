@@ -43,8 +43,8 @@ import pyarrow as pa
 
 from datamix.converters.base import Converter, gc_paused
 from datamix.converters.options import option
-from datamix.converters.qa import merge_per_image, reject_duplicates, reject_rows
-from datamix.converters.vqav2 import VQAv2, coco_path, most_common_answer
+from datamix.converters.qa import merge_per_image, reject_rows
+from datamix.converters.vqav2 import VQAv2, coco_naming_option, coco_path, join_questions, most_common_answer
 from datamix.errors import ConverterError
 from datamix.jsonio import convert_record, decode_any, decode_typed, first_byte, read_bytes
 from datamix.ledger import Ledger
@@ -92,8 +92,7 @@ class OKVQAOptions:
     answer: str = option("most_common", "most_common = the most frequent processed `answer`; most_common_raw = "
                          "the most frequent `raw_answer` as typed (ties to the first given)",
                          choices=("most_common", "most_common_raw"))
-    coco_naming: str = option("2017", "image paths train2017/%012d.jpg (2017, LLaVA-1.5's layout) or "
-                              "<split>/COCO_<split>_%012d.jpg (2014)", choices=("2017", "2014"))
+    coco_naming: str = coco_naming_option()
 
 
 class OKVQA(Converter):
@@ -109,16 +108,7 @@ class OKVQA(Converter):
                 (questions if kind == "questions" else annotations).append(frame)
         if not questions:
             raise ConverterError("okvqa: no questions file among the inputs (OpenEnded_mscoco_*_questions.json)")
-        q = pl.concat(questions)
-        a = pl.concat(annotations) if annotations else pl.DataFrame(schema=A_SCHEMA)
-        ledger.records_in += q.height
-        q = reject_duplicates(q, ledger, id_column="qid", what="question")
-        before = ledger.rejected
-        a = reject_duplicates(a, ledger, id_column="qid", what="annotation")
-        reject_rows(a.join(q, on="qid", how="anti"), [(pl.lit(True), "no_question: annotation without a question")],
-                    ledger, id_column="qid")
-        ledger.records_in += ledger.rejected - before  # annotations that pair with no question are records too
-        rows = q.join(a.drop("file").with_columns(_annotated=pl.lit(True)), on="qid", how="left")
+        rows = join_questions(questions, annotations, A_SCHEMA, ledger)
         column = "answers" if self.options.answer == "most_common" else "raw_answers"
         rows = rows.with_columns(answer=pl.col(column).map_batches(most_common_answer, return_dtype=pl.Utf8),
                                  image_path=coco_path(pl.col("image_id"), pl.col("subtype"), self.options.coco_naming))

@@ -54,13 +54,34 @@ A_COLUMNS = {"qid": pl.Utf8, "a_image_id": pl.Int64, "consensus": pl.Utf8, "answ
              "answer_type": pl.Utf8, "question_type": pl.Utf8, "file": pl.Utf8}
 
 
+def join_questions(questions: list[pl.DataFrame], annotations: list[pl.DataFrame], annotation_schema: dict,
+                   ledger: Ledger) -> pl.DataFrame:
+    """Question rows joined with their annotation (`_annotated` marks the ones that have one), for the
+    VQA-format files (VQAv2, OK-VQA). Repeated ids and annotations without a question go to the ledger."""
+    q = pl.concat(questions)
+    a = pl.concat(annotations) if annotations else pl.DataFrame(schema=annotation_schema)
+    ledger.records_in += q.height
+    q = reject_duplicates(q, ledger, id_column="qid", what="question")
+    before = ledger.rejected
+    a = reject_duplicates(a, ledger, id_column="qid", what="annotation")
+    reject_rows(a.join(q, on="qid", how="anti"), [(pl.lit(True), "no_question: annotation without a question")],
+                ledger, id_column="qid")
+    ledger.records_in += ledger.rejected - before  # annotations that pair with no question are records too
+    return q.join(a.drop("file").with_columns(_annotated=pl.lit(True)), on="qid", how="left")
+
+
+def coco_naming_option():
+    """The option VQA-format converters share: LLaVA-1.5's coco/train2017 image layout, or the 2014 one."""
+    return option("2017", "image paths train2017/%012d.jpg (2017, LLaVA-1.5's layout) or "
+                  "<split>/COCO_<split>_%012d.jpg (2014)", choices=("2017", "2014"))
+
+
 @dataclass(frozen=True)
 class VQAOptions:
     answer: str = option("consensus", "consensus = the file's multiple_choice_answer; most_common = the most "
                          "frequent of the annotator answers (ties to the first given)",
                          choices=("consensus", "most_common"))
-    coco_naming: str = option("2017", "image paths train2017/%012d.jpg (2017, LLaVA-1.5's layout) or "
-                              "<split>/COCO_<split>_%012d.jpg (2014)", choices=("2017", "2014"))
+    coco_naming: str = coco_naming_option()
 
 
 class VQAv2(Converter):
@@ -75,16 +96,7 @@ class VQAv2(Converter):
             (questions if kind == "questions" else annotations).append(frame)
         if not questions:
             raise ConverterError("vqav2: no questions file among the inputs (v2_OpenEnded_mscoco_*_questions.json)")
-        q = pl.concat(questions)
-        a = pl.concat(annotations) if annotations else pl.DataFrame(schema=A_COLUMNS)
-        ledger.records_in += q.height
-        q = reject_duplicates(q, ledger, id_column="qid", what="question")
-        before = ledger.rejected
-        a = reject_duplicates(a, ledger, id_column="qid", what="annotation")
-        reject_rows(a.join(q, on="qid", how="anti"), [(pl.lit(True), "no_question: annotation without a question")],
-                    ledger, id_column="qid")
-        ledger.records_in += ledger.rejected - before  # annotations that pair with no question are records too
-        rows = q.join(a.drop("file").with_columns(_annotated=pl.lit(True)), on="qid", how="left")
+        rows = join_questions(questions, annotations, A_COLUMNS, ledger)
         rows = rows.with_columns(answer=self._answer_expr(),
                                  image_path=coco_path(pl.col("image_id"), pl.col("subtype"), self.options.coco_naming))
         rows = reject_rows(rows, self._checks(), ledger, id_column="qid")
