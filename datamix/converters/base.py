@@ -6,7 +6,7 @@ import gc
 import hashlib
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from datamix.converters.options import NoOptions, OptionSpec, option_problems, option_specs, parse_options
 from datamix.errors import ConverterError
-from datamix.jsonio import iter_records
+from datamix.jsonio import convert_record, iter_records
 from datamix.ledger import Ledger
 from datamix.progress import progress
 from datamix.prompts import PromptPolicy, apply_format_prompt
@@ -154,3 +154,22 @@ def gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def fitting_records(entries: Iterable[tuple[Any, Any]], type_: Any, ledger: Ledger,
+                    file_name: str) -> list[tuple[Any, Any]]:
+    """(id, raw record) pairs in file order -> (id, typed record) for those that fit `type_`.
+
+    The slow path of the typed readers, taken when a whole-file decode found a record that does not fit:
+    each misfit is rejected (and counted as a record) under its own id, or its position when it has none.
+    """
+    good = []
+    for position, (record_id, record) in enumerate(entries):
+        value, reason = convert_record(record, type_)
+        if reason:
+            ledger.records_in += 1
+            named = record_id is not None and str(record_id).strip()
+            ledger.reject(str(record_id) if named else f"#{position}", reason, file=file_name)
+        else:
+            good.append((record_id, value))
+    return good

@@ -28,7 +28,7 @@ import msgspec
 import polars as pl
 import pyarrow as pa
 
-from datamix.converters.base import Converter
+from datamix.converters.base import Converter, fitting_records
 from datamix.converters.qa import (
     blank,
     image_path_check,
@@ -38,7 +38,7 @@ from datamix.converters.qa import (
     reject_rows,
 )
 from datamix.errors import ConverterError
-from datamix.jsonio import convert_record, decode_object_pairs, decode_typed, first_byte, read_bytes
+from datamix.jsonio import decode_object_pairs, decode_typed, first_byte, read_bytes
 from datamix.ledger import Ledger
 from datamix.progress import progress
 
@@ -138,12 +138,4 @@ def load_gqa_file(path: Path, ledger: Ledger) -> pl.DataFrame:
 def _convert_one_by_one(path: Path, data: bytes, ledger: Ledger) -> list[tuple[str, Question]]:
     """Slow path: every (id, record) pair in file order, repeated ids kept (the converter rejects the later ones);
     records that do not fit the type are rejected here."""
-    good = []
-    for position, (qid, record) in enumerate(decode_object_pairs(path, data)):
-        value, reason = convert_record(record, Question)
-        if reason:
-            ledger.records_in += 1
-            ledger.reject(qid if qid.strip() else f"#{position}", reason, file=path.name)
-        else:
-            good.append((qid, value))
-    return good
+    return fitting_records(decode_object_pairs(path, data), Question, ledger, path.name)

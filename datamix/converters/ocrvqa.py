@@ -42,11 +42,11 @@ import msgspec
 import polars as pl
 import pyarrow as pa
 
-from datamix.converters.base import Converter, gc_paused
+from datamix.converters.base import Converter, fitting_records, gc_paused
 from datamix.converters.options import option
 from datamix.converters.qa import blank, merge_per_image, reject_rows
 from datamix.errors import ConverterError
-from datamix.jsonio import convert_record, decode_object_pairs, decode_typed, first_byte, read_bytes
+from datamix.jsonio import decode_object_pairs, decode_typed, first_byte, read_bytes
 from datamix.ledger import Ledger
 from datamix.progress import progress
 
@@ -173,12 +173,4 @@ def load_books(path: Path, ledger: Ledger) -> pl.DataFrame:
 
 def _convert_one_by_one(path: Path, data: bytes, ledger: Ledger) -> list[tuple[str, Book]]:
     """Slow path: every (key, entry) pair in file order, repeated keys kept; entries that do not fit are rejected."""
-    good = []
-    for position, (key, entry) in enumerate(decode_object_pairs(path, data)):
-        value, reason = convert_record(entry, Book)
-        if reason:
-            ledger.records_in += 1
-            ledger.reject(key if key.strip() else f"#{position}", reason, file=path.name)
-        else:
-            good.append((key, value))
-    return good
+    return fitting_records(decode_object_pairs(path, data), Book, ledger, path.name)

@@ -41,12 +41,12 @@ import msgspec
 import polars as pl
 import pyarrow as pa
 
-from datamix.converters.base import Converter, gc_paused
+from datamix.converters.base import Converter, fitting_records, gc_paused
 from datamix.converters.options import option
 from datamix.converters.qa import merge_per_image, reject_rows
 from datamix.converters.vqav2 import VQAv2, coco_naming_option, coco_path, join_questions, most_common_answer
 from datamix.errors import ConverterError
-from datamix.jsonio import convert_record, decode_any, decode_typed, first_byte, read_bytes
+from datamix.jsonio import decode_any, decode_typed, first_byte, read_bytes
 from datamix.ledger import Ledger
 from datamix.progress import progress
 
@@ -175,15 +175,8 @@ def _decode_one_by_one(path: Path, data: bytes, ledger: Ledger) -> VQAFile:
     if kind is None:
         raise ConverterError(f"{path}: not an OK-VQA file: expected a top-level 'questions' or 'annotations' list")
     record_type = Question if kind == "questions" else Annotation
-    good = []
-    for i, record in enumerate(raw[kind]):
-        value, reason = convert_record(record, record_type)
-        if reason:
-            ledger.records_in += 1
-            rid = record.get("question_id") if isinstance(record, dict) else None
-            ledger.reject(f"#{i}" if rid is None else rid, reason, file=path.name)
-        else:
-            good.append(value)
+    entries = ((record.get("question_id") if isinstance(record, dict) else None, record) for record in raw[kind])
+    good = [value for _, value in fitting_records(entries, record_type, ledger, path.name)]
     types = raw.get("question_types")
     names = {k: v for k, v in types.items() if isinstance(v, str)} if isinstance(types, dict) else None
     subtype = raw.get("data_subtype")

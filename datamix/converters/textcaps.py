@@ -39,11 +39,11 @@ import msgspec
 import polars as pl
 import pyarrow as pa
 
-from datamix.converters.base import BATCH, Converter, gc_paused
+from datamix.converters.base import BATCH, Converter, fitting_records, gc_paused
 from datamix.converters.options import option
 from datamix.converters.qa import blank, reject_rows
 from datamix.errors import ConverterError
-from datamix.jsonio import convert_record, decode_any, decode_typed, first_byte, read_bytes
+from datamix.jsonio import decode_any, decode_typed, first_byte, read_bytes
 from datamix.ledger import Ledger
 from datamix.progress import progress
 from datamix.schema import IMAGE_TOKEN, Sample
@@ -179,14 +179,7 @@ def _decode_one_by_one(path: Path, data: bytes, ledger: Ledger) -> CaptionsFile:
     raw = decode_any(path, data)
     if not isinstance(raw, dict) or not isinstance(raw.get("data"), list):
         raise ConverterError(f"{path}: not a TextCaps file: expected a JSON object with a 'data' list")
-    good = []
-    for i, record in enumerate(raw["data"]):
-        value, reason = convert_record(record, Caption)
-        if reason:
-            ledger.records_in += 1
-            cid = record.get("caption_id") if isinstance(record, dict) else None
-            ledger.reject(f"#{i}" if cid is None else cid, reason, file=path.name)
-        else:
-            good.append(value)
+    entries = ((record.get("caption_id") if isinstance(record, dict) else None, record) for record in raw["data"])
+    good = [value for _, value in fitting_records(entries, Caption, ledger, path.name)]
     name = raw.get("dataset_name")
     return CaptionsFile(dataset_name=name if isinstance(name, str) else None, data=good)
