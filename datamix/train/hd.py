@@ -295,3 +295,24 @@ def to_llava_next(model, *, seed: int):
     if missing != ["model.image_newline"] or unexpected:
         raise TrainError(f"the model does not map onto LLaVA-NeXT: missing {missing[:3]}, unexpected {unexpected[:3]}")
     return hd.to(next(model.parameters()).dtype)
+
+
+def hd_encoder(base: Encoder, config) -> HDEncoder:
+    """The run's `Encoder` at HD, for the LLaVA-NeXT model `config`."""
+    return HDEncoder(base.tokenizer, base.processor, base.template, base.aspect, base.image_seq_length,
+                     base.image_token_id, base.max_length, geometry=HDGeometry.of_config(config))
+
+
+def generation_inputs(model, tokenizer, processor, run_cfg: dict, conversation: list[dict], image: bytes) -> dict:
+    """`generate` inputs for one question at HD, through the training code (template.encode + HDEncoder)."""
+    from datamix.train.template import encode
+
+    geometry = HDGeometry.of_config(model.config)
+    enc = encode(tokenizer, conversation, template=run_cfg["template"],
+                 image_seq_length=geometry.image_tokens(*image_size(image)),
+                 image_token_id=model.config.image_token_id, max_length=run_cfg["model_max_length"], generation=True)
+    encoder = HDEncoder(tokenizer, processor, run_cfg["template"], "anyres", 0, model.config.image_token_id,
+                        run_cfg["model_max_length"], geometry=geometry)
+    ids = torch.tensor([enc.input_ids])
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values": encoder.pixels(image)[None],
+            "image_sizes": torch.tensor([image_size(image)])}
