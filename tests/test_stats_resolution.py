@@ -40,7 +40,8 @@ def _expected(mix, tok, limit):  # noqa: F811
         sizes = [image_size(images[s]) for s in row["image_members"]]
         f = per[row["source"]]
         f["n"] += 1
-        for key, counts in (("base_cut", [BASE_TOKENS] * len(sizes)), ("hd_cut", [hd.image_tokens(*s) for s in sizes])):
+        hd_counts = [hd.image_tokens(*s) for s in sizes]
+        for key, counts in (("base_cut", [BASE_TOKENS] * len(sizes)), ("hd_cut", hd_counts)):
             e = encode(tok, row["conversations"], template="vicuna_v1", image_seq_length=counts or 0,
                        image_token_id=-1, max_length=1 << 30)
             f[key] += len(e.input_ids) > limit
@@ -85,3 +86,11 @@ def test_cli_prints_base_and_hd_side_by_side(mix, tok_dir, tmp_path):  # noqa: F
 def test_cli_needs_a_tokenizer(mix):  # noqa: F811
     out = runner.invoke(app, ["stats", str(mix), "--resolution", "hd"])
     assert out.exit_code != 0 and "--tokenizer" in out.output
+
+
+def test_hd_stats_need_a_mix_folder(tmp_path, tok_dir):
+    from datamix.errors import InputError
+
+    (tmp_path / "x.parquet").write_bytes(b"")
+    with pytest.raises(InputError, match="mix folder"):
+        resolution_stats(tmp_path / "x.parquet", tok_dir[0])

@@ -42,7 +42,7 @@ def test_grids_are_the_papers_fourteen():
 
 @pytest.mark.parametrize("hw", [(1, 1), (10, 10), (100, 224), (224, 224), (50, 120), (224, 100)])
 def test_small_images_stay_on_one_tile(hw):
-    assert select_grid(*hw, HD.pinpoints) == (224, 224)  # never 448x448 for a 224 px input (§10.1)
+    assert select_grid(*hw, HD.pinpoints) == (224, 224)  # never 448x448 for a 224 px input (paper §3.4)
     assert HD.image_tokens(*hw) <= 256 + 16 * 16 + 16
 
 
@@ -190,3 +190,13 @@ def test_a_limit_inside_the_image_tokens_is_a_clear_error(tok):
     with pytest.raises(TrainError, match="cuts into the image tokens"):
         encode(tok, _conv(), template="vicuna_v1", image_seq_length=HD.image_tokens(480, 640), image_token_id=3,
                max_length=1000)
+
+
+def test_more_image_tokens_than_images_is_a_clear_error(tok):
+    from datamix.train.config import TrainError
+    from datamix.train.template import encode_many
+
+    conv = [{"from": "human", "value": "<image>\nWhat is this?"}, {"from": "gpt", "value": "a square"}]
+    with pytest.raises(TrainError, match="1 <image> token"):
+        encode_many(tok, [(conv, "x")], template="vicuna_v1", image_seq_length=9, image_token_id=3, max_length=4096,
+                    image_tokens=[[]])

@@ -38,8 +38,10 @@ def mix(tmp_path_factory) -> Path:
         except OSError:
             continue  # the demo's deliberately broken images stay broken (the build rejects them)
         image.save(path, "JPEG", quality=92)
-    recipe = (REPO / "recipes" / "demo.yaml").read_text().replace("${DATAMIX_DATA:-../demo_out/raw}", str(root / "raw"))
-    recipe = recipe.replace("max_samples: 100", "max_samples: 12").replace("max_reject_ratio: 0.05", "max_reject_ratio: 0.5")
+    recipe = (REPO / "recipes" / "demo.yaml").read_text()
+    recipe = recipe.replace("${DATAMIX_DATA:-../demo_out/raw}", str(root / "raw"))
+    recipe = recipe.replace("max_samples: 100", "max_samples: 12")
+    recipe = recipe.replace("max_reject_ratio: 0.05", "max_reject_ratio: 0.5")
     (root / "recipe.yaml").write_text(recipe)
     build(root / "recipe.yaml", root / "mix", echo=lambda *a, **k: None)
     return root / "mix"
@@ -163,3 +165,16 @@ def test_hd_batches_expand_each_image_and_mask_only_answers(runs, mix):
     with torch.no_grad():
         out = model(**{key: v for key, v in batch.items() if v is not None})
     assert torch.isfinite(out.loss)
+
+
+@pytest.mark.slow
+def test_hd_resume_continues_exactly(runs, mix, tmp_path):
+    s1, _ = runs
+    cfg = config("finetune", projector_from=str(s1), resolution="hd", max_steps=4, save_every=2)
+    train(cfg, mix, tmp_path / "straight", echo=lambda *_: None)
+    train(cfg, mix, tmp_path / "killed", stop_after=3, echo=lambda *_: None)
+    train(cfg, mix, tmp_path / "killed", resume=True, echo=lambda *_: None)
+    a, b = load_model(tmp_path / "straight").state_dict(), load_model(tmp_path / "killed").state_dict()
+    assert "model.image_newline" in a
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], msg=name)

@@ -1,4 +1,4 @@
-"""`datamix stats --tokenizer T --resolution hd`: what HD does to a mix before training on it (LLAVA15.md §10.1, §4.5).
+"""`datamix stats --tokenizer T --resolution hd`: what HD does to a mix before training on it (LLaVA-1.5 §3.4, §4.5).
 
 Per source, at LLaVA-1.5's base resolution (CLIP-ViT-L/14 at 336 px: 576 tokens for every image) and at
 LLaVA-1.5-HD (224 px tiles on up to 6 tiles + a 224 px global view: 324 to 1,888 tokens, depending on the
@@ -69,7 +69,8 @@ def _count(batch: list[tuple[str, list, list]], tokenizer, geometry, rows: dict)
                           image_seq_length=0, image_token_id=-1, max_length=1 << 30)
     for (source, _, sizes), e in zip(batch, encoded):
         used = sizes[:e.n_images]
-        rows[source].append((len(e.input_ids), BASE_TOKENS * len(used), sum(geometry.image_tokens(*hw) for hw in used)))
+        hd = sum(geometry.image_tokens(*hw) for hw in used)
+        rows[source].append((len(e.input_ids), BASE_TOKENS * len(used), hd))
 
 
 def _figures(rows: list[tuple[int, int, int]], max_length: int) -> dict:

@@ -99,8 +99,9 @@ class TrainConfig:
         if self.resolution not in RESOLUTIONS:
             raise TrainError(f"--resolution must be base or hd, got {self.resolution!r}")
         if self.resolution == "hd" and self.stage != "finetune":
-            raise TrainError("--resolution hd is for stage 2 (finetune): LLaVA-1.5-HD pretrains the projector at the "
-                             "base resolution (§10.1); train stage 1 without it and pass it as --projector-from")
+            raise TrainError("--resolution hd is for stage 2 (finetune): LLaVA-1.5-HD pretrains the projector at "
+                             "the base resolution (paper App. A.1); train stage 1 without it and pass it as "
+                             "--projector-from")
         if (self.image_aspect == "anyres") != (self.resolution == "hd"):
             raise TrainError(f"image aspect {self.image_aspect!r} does not go with --resolution {self.resolution}: "
                              f"anyres (tiles) is what hd uses, pad or square the base resolution")

@@ -1,4 +1,4 @@
-"""LLaVA-1.5-HD (paper §3.4, App. A.1, Fig. 2) through transformers' LLaVA-NeXT classes: grids, tiles, token counts, model.
+"""LLaVA-1.5-HD (paper §3.4, App. A.1, Fig. 2) through transformers' LLaVA-NeXT classes: tiles, counts, model.
 
 The paper splits an image into 224 px tiles on the best of a fixed set of grids (up to 6 tiles), encodes each
 tile, stitches the features, drops the ones that cover only padding, ends every feature row with a learned token
@@ -10,7 +10,7 @@ and concatenates the features of a global 224 px view. It released no code (LLaV
 
 Choices, each pinned by a test (tests/test_train_hd.py):
 - Grids: every r x c grid of tiles with r*c <= 6, i.e. 1x1, 1x2..1x6, 2x2, 2x3 and the transposes (14 grids).
-  §10.1 lists the 1x4..1x6 strips explicitly; its "672x448 at most" is the largest two-dimensional grid. Listed
+  The paper lists the 1x4..1x6 strips explicitly; its "672x448 at most" is the largest two-dimensional grid. Listed
   by rows then columns: `select_best_resolution` keeps the first of equal candidates.
 - Global view: squashed to the tile size (LLaVA-NeXT), not padded to a square first (the paper). The stock
   processor cannot pad it, and a checkpoint whose training pixels differ from what `AutoProcessor` gives at
@@ -199,7 +199,7 @@ def llava_next_config(config, geometry: HDGeometry):
 
 def to_llava_next(model, *, seed: int):
     """The same weights (vision tower, projector, LLM, head) in a LLaVA-NeXT model; only `image_newline` is new
-    (LLaVA-NeXT's init, seeded). §10.1: HD starts instruction tuning from the base-resolution projector."""
+    (LLaVA-NeXT's init, seeded). Paper App. A.1: HD starts instruction tuning from the base-resolution projector."""
     from transformers import LlavaNextForConditionalGeneration
 
     geometry = HDGeometry.of(model.config.vision_config.image_size, model.config.vision_config.patch_size)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from datamix.train.config import TrainError
 
-MAX_TILES = 6  # §10.1: "supporting up to 6 tiles"
+MAX_TILES = 6  # paper §3.4: "supporting up to 6 tiles"
 
 
 def hd_grids(tile: int, max_tiles: int = MAX_TILES) -> list[list[int]]:

@@ -30,7 +30,8 @@ def train_tokenizer(texts: Iterable[str], *, vocab_size: int):
     # so that a processor tokenizing a whole prompt (LlavaNextProcessor) gives the trainer's ids.
     tok.post_processor = processors.Sequence([
         processors.ByteLevel(trim_offsets=False),
-        processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", tok.token_to_id("<s>"))]),
+        processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B",
+                                      special_tokens=[("<s>", tok.token_to_id("<s>"))]),
     ])
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
                                    pad_token="<unk>", extra_special_tokens=[IMAGE_TOKEN], padding_side="right",
