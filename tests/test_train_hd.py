@@ -200,3 +200,25 @@ def test_more_image_tokens_than_images_is_a_clear_error(tok):
     with pytest.raises(TrainError, match="1 <image> token"):
         encode_many(tok, [(conv, "x")], template="vicuna_v1", image_seq_length=9, image_token_id=3, max_length=4096,
                     image_tokens=[[]])
+
+
+def test_vision_geometry_of_local_folders(tmp_path, tok):
+    """A 224 px tower: config.json omits the default image size, the geometry must still be 224 / 14."""
+    from transformers import CLIPConfig, CLIPModel, CLIPVisionConfig, CLIPVisionModel, LlamaConfig
+
+    from datamix.train.config import TinyModelConfig, TrainConfig
+    from datamix.train.hd import vision_geometry
+    from datamix.train.model import DatamixLlava, llava_config
+
+    vision = CLIPVisionConfig(image_size=224, patch_size=14, hidden_size=8, intermediate_size=16,
+                              num_hidden_layers=2, num_attention_heads=2)
+    CLIPVisionModel(vision).save_pretrained(tmp_path / "tower")
+    CLIPModel(CLIPConfig(vision_config=vision.to_dict(), text_config={"hidden_size": 8, "intermediate_size": 16,
+                         "num_hidden_layers": 1, "num_attention_heads": 2})).save_pretrained(tmp_path / "clip")
+    text = LlamaConfig(vocab_size=len(tok), hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                       num_attention_heads=2)
+    DatamixLlava(llava_config(vision, text, tokenizer=tok, projector="mlp2x_gelu")).save_pretrained(tmp_path / "s1")
+    for kw in ({"vision": str(tmp_path / "tower")}, {"vision": str(tmp_path / "clip")},
+               {"projector_from": str(tmp_path / "s1")}):
+        assert vision_geometry(TrainConfig(**kw)) == HD, kw
+    assert vision_geometry(TrainConfig(tiny=TinyModelConfig())) == HDGeometry.of(48, 16)

@@ -149,19 +149,19 @@ class HDEncoder(Encoder):
 # --- the model and the processor ----------------------------------------------------------------------------
 
 def vision_geometry(cfg) -> HDGeometry:
-    """Tile and patch size of the vision tower the run will use: a stage-1 run's, a local CLIP folder's, or the
-    tiny model's."""
-    if cfg.projector_from:
-        source = Path(cfg.projector_from) / "config.json"
-    elif cfg.vision:
-        source = Path(cfg.vision) / "config.json"
-    else:
+    """Tile and patch size of the vision tower the run will use: a stage-1 run's, a local CLIP folder's (a
+    CLIPVisionModel or a whole CLIPModel), or the tiny model's. Read through transformers' config classes:
+    config.json leaves out values equal to the defaults (224 px is CLIP's default image size)."""
+    from transformers import AutoConfig, CLIPVisionConfig
+
+    if not (cfg.projector_from or cfg.vision):
         return HDGeometry.of(cfg.tiny.vit_image_size, cfg.tiny.vit_patch_size)
-    if not source.is_file():
-        raise TrainError(f"{source.parent}: no config.json; HD needs the vision tower's image and patch size")
-    config = json.loads(source.read_text())
-    vision = config.get("vision_config", config)  # a Llava run or a CLIPModel has one; a CLIPVisionModel is one
-    return HDGeometry.of(int(vision["image_size"]), int(vision["patch_size"]))
+    folder = Path(cfg.projector_from or cfg.vision)
+    if not (folder / "config.json").is_file():
+        raise TrainError(f"{folder}: no config.json; HD needs the vision tower's image and patch size")
+    vision = (AutoConfig.from_pretrained(str(folder)).vision_config if cfg.projector_from
+              else CLIPVisionConfig.from_pretrained(str(folder)))
+    return HDGeometry.of(vision.image_size, vision.patch_size)
 
 
 def hd_image_processor(base, geometry: HDGeometry):
