@@ -26,7 +26,6 @@ channel for rescale + normalize (data.ImagePrep's table).
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -39,6 +38,7 @@ from datamix.train.config import TrainError
 from datamix.train.data import Encoder, _size, _table, collate
 from datamix.train.hdgrid import HDGeometry, fitted_size, hd_grids, image_size, select_grid  # noqa: F401 (API)
 from datamix.train.template import encode_many
+
 
 @dataclass(frozen=True)
 class HDPrep:
@@ -117,6 +117,8 @@ class HDEncoder(Encoder):
         return self.processor(images=image, return_tensors="pt")["pixel_values"][0]
 
     def _encode_hd(self, samples: list[dict]):
+        """(encodings, images per sample, tiles per image, (height, width) per image). The token counts come from
+        the image headers, so the ids are known before any pixel is decoded."""
         sizes = [[image_size(b) for b in s["_images"]] for s in samples]
         encoded = encode_many(self.tokenizer, [(s["conversations"], s.get("id", "?")) for s in samples],
                               template=self.template, image_seq_length=self.image_seq_length,
