@@ -1,8 +1,9 @@
 """`make bench`: datamix against the baselines users have today, measured in the same invocation.
 
-`--only convert|academic|build|stats|audit|train|all`; see each section below and bench/build_bench.py,
+`--only convert|academic|build|stats|audit|train|hd|all`; see each section below and bench/build_bench.py,
 bench/stats_bench.py, bench/audit_bench.py (`datamix audit` of a generated 665K-record release beside `json.load`),
-bench/train_bench.py (the training input pipeline against a LLaVA-style loader, and data_wait in training).
+bench/train_bench.py (the training input pipeline against a LLaVA-style loader, and data_wait in training),
+bench/hd_bench.py (the LLaVA-1.5-HD image pipeline against transformers' LLaVA-NeXT image processor).
 
 For a VQAv2-train-scale input (443,757 questions, 4,437,570 answers) and a GQA-balanced-train-scale
 input (943,000 questions), each in the official format, it runs in separate fresh processes:
@@ -75,7 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full train-split sizes")
     parser.add_argument("--work", type=Path, default=Path("bench_out"), help="where inputs and outputs go")
-    parser.add_argument("--only", choices=("convert", "academic", "build", "stats", "audit", "train", "all"),
+    parser.add_argument("--only", choices=("convert", "academic", "build", "stats", "audit", "train", "hd", "all"),
                         default="all",
                         help="which benchmarks")
     parser.add_argument("--mix-scale", type=float, default=build_bench.DEFAULT_MIX_SCALE,
@@ -96,6 +97,8 @@ def main() -> None:
         subprocess.run([sys.executable, str(HERE / "audit_bench.py"), "--work", str(args.work)], check=True)
     if args.only in ("train", "all"):  # its own script: loader jobs and a training run, each in a fresh process
         subprocess.run([sys.executable, str(HERE / "train_bench.py"), "--work", str(args.work)], check=True)
+    if args.only in ("hd", "all"):  # its own process: one thread, so its samples/s are per core
+        subprocess.run([sys.executable, str(HERE / "hd_bench.py")], check=True)
 
 
 def bench_convert(args: argparse.Namespace) -> None:

@@ -47,6 +47,11 @@ def stats(
     report: Annotated[Path | None, typer.Option(help="Write an HTML report with charts into this folder.")] = None,
     against: Annotated[Path | None, typer.Option(help="Compare per-source counts with a reference, e.g. "
                                           "manifests/llava_v1_5_mix665k.json.")] = None,
+    resolution: Annotated[str, typer.Option(help="hd: image tokens per sample and the share truncated by "
+                                            "--model-max-length, base (336 px) vs LLaVA-1.5-HD, per source "
+                                            "(needs --tokenizer and a mix folder).")] = "base",
+    model_max_length: Annotated[int, typer.Option(help="The trainer's length limit, image tokens included "
+                                                  "(for --resolution hd).")] = 2048,
 ) -> None:
     """Per source and in total: samples, shares, turns, images, text lengths, answers, prompts, duplicates."""
     from datamix.stats import compute_stats, load_target
@@ -56,6 +61,10 @@ def stats(
 
     if len(targets) > 2:
         raise InputError(f"give one target, or two to compare (got {len(targets)})")
+    if resolution not in ("base", "hd"):
+        raise InputError(f"--resolution must be base or hd, got {resolution!r}")
+    if resolution == "hd" and tokenizer is None:
+        raise InputError("--resolution hd counts tokens: give the model's --tokenizer")
     if _is_reference(targets[0]):
         raise InputError(f"{targets[0]}: a reference manifest can only be the second target or --against")
     first = load_target(targets[0])
@@ -78,6 +87,11 @@ def stats(
         vs = compare(reference_stats(load_reference(against)), result)
         out["against"] = vs
         tables.append(compare_table(vs))
+    if resolution == "hd":
+        from datamix.stats.resolution import resolution_stats, resolution_table
+
+        out["resolution"] = resolution_stats(targets[0], tokenizer, max_length=model_max_length)
+        tables.append(resolution_table(out["resolution"]))
     print_tables(tables, overlap_note(result))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)

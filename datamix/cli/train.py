@@ -23,6 +23,8 @@ def train(
     = None,
     projector: Annotated[str, typer.Option(help="mlp2x_gelu, linear (LLaVA-1) or mlpNx_gelu.")] = "mlp2x_gelu",
     projector_from: Annotated[str | None, typer.Option(help="Stage-1 run folder whose projector starts this run.")] = None,
+    resolution: Annotated[str, typer.Option(help="base, or hd: LLaVA-1.5-HD tiles + global view, saved as a "
+                                                 "LLaVA-NeXT checkpoint (stage 2 only).")] = "base",
     max_steps: Annotated[int, typer.Option(help="Stop after this many optimizer steps (0: the epochs decide).")] = 0,
     epochs: Annotated[int, typer.Option(help="Passes over the mix.")] = 1,
     global_batch: Annotated[int, typer.Option(help="Samples per optimizer step over all processes "
@@ -51,6 +53,7 @@ def train(
     if group_by_modality is None:
         group_by_modality = stage == "finetune"  # LLaVA-1.5 groups in stage 2 only (§1)
     cfg = TrainConfig(stage=stage, vision=vision, llm=llm, projector=projector, projector_from=projector_from,
+                      resolution=resolution,
                       max_steps=max_steps, epochs=epochs, global_batch=global_batch, micro_batch=micro_batch, lr=lr,
                       clip_grad=clip_grad, model_max_length=model_max_length, save_every=save_every, workers=workers,
                       group_by_modality=group_by_modality, precision=precision, seed=seed,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datamix.errors import DatamixError
 
 STAGES = ("pretrain", "finetune")
+RESOLUTIONS = ("base", "hd")
 
 
 class TrainError(DatamixError):
@@ -46,7 +47,8 @@ class TrainConfig:
     projector: str = "mlp2x_gelu"  # "linear" = LLaVA-1 ablation, "mlpNx_gelu" for N >= 1
     projector_from: str | None = None  # stage-1 run folder whose projector initialises this run
     template: str = ""  # "" = the stage's: plain (stage 1) or vicuna_v1 (stage 2)
-    image_aspect: str = ""  # "" = the stage's: square (stage 1, crop) or pad (stage 2, expand-to-square)
+    image_aspect: str = ""  # "" = the stage's: square (stage 1, crop), pad (stage 2, expand-to-square), anyres (HD)
+    resolution: str = "base"  # "hd" = LLaVA-1.5-HD tiles + global view (stage 2 only, hd.py)
     model_max_length: int = 2048  # counts the image tokens, as LLaVA truncates after the splice (§4.5)
     global_batch: int = 0  # 0 = the stage's default (§8.1: 256 / 128)
     micro_batch: int = 0  # per process and step; 0 = min(global, 16)
@@ -84,7 +86,7 @@ class TrainConfig:
         filled = dataclasses.replace(
             self,
             template=self.template or ("plain" if stage1 else "vicuna_v1"),
-            image_aspect=self.image_aspect or ("square" if stage1 else "pad"),
+            image_aspect=self.image_aspect or ("square" if stage1 else "anyres" if self.resolution == "hd" else "pad"),
             global_batch=self.global_batch or (tiny_batch if tiny else real_batch),
             lr=self.lr or (tiny_lr if tiny else real_lr),
         )
@@ -95,8 +97,17 @@ class TrainConfig:
     def validate(self) -> None:
         if self.template not in ("plain", "vicuna_v1"):
             raise TrainError(f"--template must be plain or vicuna_v1, got {self.template!r}")
-        if self.image_aspect not in ("pad", "square"):
-            raise TrainError(f"image aspect must be pad or square, got {self.image_aspect!r}")
+        if self.resolution not in RESOLUTIONS:
+            raise TrainError(f"--resolution must be base or hd, got {self.resolution!r}")
+        if self.resolution == "hd" and self.stage != "finetune":
+            raise TrainError("--resolution hd is for stage 2 (finetune): LLaVA-1.5-HD pretrains the projector at "
+                             "the base resolution (paper App. A.1); train stage 1 without it and pass it as "
+                             "--projector-from")
+        if (self.image_aspect == "anyres") != (self.resolution == "hd"):
+            raise TrainError(f"image aspect {self.image_aspect!r} does not go with --resolution {self.resolution}: "
+                             f"anyres (tiles) is what hd uses, pad or square the base resolution")
+        if self.image_aspect not in ("pad", "square", "anyres"):
+            raise TrainError(f"image aspect must be pad, square or anyres, got {self.image_aspect!r}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise TrainError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.global_batch < 1 or self.micro_batch < 1 or self.epochs < 1:

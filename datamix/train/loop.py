@@ -134,6 +134,10 @@ def _train(cfg, mix_dir, out_dir, rank, world, device, resume, stop_after, echo)
     state = start_state(cfg, out_dir, optimizer, scheduler, rank=rank, world=world, resume_from=resume_from)
     encoder = Encoder(tokenizer, processor, cfg.template, cfg.image_aspect, model.config.image_seq_length,
                       model.config.image_token_id, cfg.model_max_length)
+    if cfg.resolution == "hd":
+        from datamix.train.hd import hd_encoder
+
+        encoder = hd_encoder(encoder, model.config)
     if rank == 0:
         echo(f"training {cfg.stage} ({cfg.template}, {cfg.image_aspect}) on {n_samples:,} samples in {len(shards)} "
              f"shards: {total} steps x global batch {cfg.global_batch} ({world} proc x micro {cfg.micro_batch} x "

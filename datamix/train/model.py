@@ -104,12 +104,20 @@ def build_from_paths(vision_path: str, llm_path: str, tokenizer, *, projector: s
 
 
 def load_model(path: str | Path) -> DatamixLlava:
-    """A run folder or checkpoint (any projector type); missing or damaged weights are a TrainError naming them."""
-    if not Path(path, "config.json").is_file():
+    """A run folder or checkpoint (any projector type; an HD run is a LLaVA-NeXT model, hd.py); missing or
+    damaged weights are a TrainError naming them."""
+    import json
+
+    config = Path(path, "config.json")
+    if not config.is_file():
         raise TrainError(f"{path}: no model there (config.json missing); give a run folder or a checkpoint")
     problem = weights_problem(path)
     if problem:
         raise TrainError(f"{path}: cannot load the model: {problem}")
+    if json.loads(config.read_text()).get("model_type") == "llava_next":
+        from transformers import LlavaNextForConditionalGeneration
+
+        return LlavaNextForConditionalGeneration.from_pretrained(str(path))
     return DatamixLlava.from_pretrained(str(path))
 
 
@@ -171,9 +179,12 @@ def load_projector(model: DatamixLlava, run_dir: str | Path) -> None:
 
 
 def set_trainable(model: DatamixLlava, stage: str) -> list[nn.Parameter]:
-    """Stage 1: projector only. Stage 2: projector + LLM (embeddings, layers, lm_head). Vision tower: never (§8.2)."""
+    """Stage 1: projector only. Stage 2: projector + LLM (embeddings, layers, lm_head). Vision tower: never (§8.2).
+    HD's row-end token (`image_newline`) is new and learnt with the projector."""
     model.requires_grad_(False)
     model.model.multi_modal_projector.requires_grad_(True)
+    if getattr(model.model, "image_newline", None) is not None:
+        model.model.image_newline.requires_grad_(True)
     if stage == "finetune":
         model.model.language_model.requires_grad_(True)
         model.lm_head.requires_grad_(True)

@@ -45,15 +45,20 @@ def short_questions(mix_dir: Path) -> Iterator[dict]:
 def answer(model, tokenizer, processor, run_cfg: dict, question: str, image: bytes, max_new_tokens: int,
            where: str = "image") -> str:
     conv = [{"from": "human", "value": f"{IMAGE_TOKEN}\n{with_prompt(question, SHORT)}"}]
-    enc = encode(tokenizer, conv, template=run_cfg["template"], image_seq_length=model.config.image_seq_length,
-                 image_token_id=model.config.image_token_id, max_length=run_cfg["model_max_length"],
-                 generation=True)
-    ids = torch.tensor([enc.input_ids])
-    pixels = preprocess_image(image, processor, run_cfg["image_aspect"], where)[None]
-    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixels,
-                         max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
-    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+    if model.config.model_type == "llava_next":  # an HD run (hd.py): its own token count and tiles
+        from datamix.train.hd import generation_inputs
+
+        inputs = generation_inputs(model, tokenizer, processor, run_cfg, conv, image)
+    else:
+        enc = encode(tokenizer, conv, template=run_cfg["template"], image_seq_length=model.config.image_seq_length,
+                     image_token_id=model.config.image_token_id, max_length=run_cfg["model_max_length"],
+                     generation=True)
+        ids = torch.tensor([enc.input_ids])
+        inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+                  "pixel_values": preprocess_image(image, processor, run_cfg["image_aspect"], where)[None]}
+    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
 
 def predict(run_dir: Path, mix_dir: Path, *, n: int = 50, max_new_tokens: int = 16, echo=print) -> dict:

@@ -77,6 +77,11 @@ def _write_run(cfg, mix_dir, out_dir):
     else:
         tokenizer, processor = load_tokenizer(cfg.llm), load_processor(cfg.vision)
     tokenizer.model_max_length = cfg.model_max_length
+    if cfg.resolution == "hd":
+        from datamix.train.hd import hd_image_processor, hd_processor, vision_geometry
+
+        geometry = vision_geometry(cfg)  # a LlavaNextProcessor, so that AutoProcessor loads the run
+        processor = hd_processor(hd_image_processor(processor, geometry), tokenizer, geometry)
     tokenizer.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     run = {"config": cfg.to_dict(), "mix": str(Path(mix_dir).resolve())}
@@ -119,4 +124,8 @@ def build_model(cfg: TrainConfig, tokenizer, *, resume_from: Path | None):
         model = build_from_paths(cfg.vision, cfg.llm, tokenizer, projector=cfg.projector)
         if cfg.projector_from:
             load_projector(model, cfg.projector_from)
+    if cfg.resolution == "hd" and not resume:
+        from datamix.train.hd import to_llava_next
+
+        model = to_llava_next(model, seed=cfg.seed)
     return model, set_trainable(model, cfg.stage)

@@ -97,19 +97,24 @@ def encode(tokenizer, conversations: list[dict], *, template: str, image_seq_len
 
 def encode_many(tokenizer, samples: list[tuple[list[dict], str]], *, template: str, image_seq_length: int,
                 image_token_id: int, max_length: int, generation: bool = False,
-                cache: dict | None = None) -> list[Encoded]:
+                cache: dict | None = None, image_tokens: list[list[int]] | None = None) -> list[Encoded]:
     """`encode` for several (conversations, sample_id) pairs; every text chunk is still tokenized on its own.
 
     `cache` (a dict owned by the caller, for this tokenizer only) keeps the tokens of chunks that end at an
     `<image>`: in vicuna_v1 that is the system prompt + "USER: ", the same in every image sample, so it is
     tokenized once instead of once per sample. A chunk's tokens depend only on its text, so nothing changes.
+
+    `image_tokens` (HD, hd.py) gives each sample's images their own token counts, in order, instead of
+    `image_seq_length` for every image.
     """
     rendered = [_render_sample(conv, template, generation, sid) for conv, sid in samples]
     chunks = [text.split(IMAGE_TOKEN) for text, _ in rendered]
     pieces = iter(_cached_tokenize(tokenizer, chunks, cache) if cache is not None
                   else _tokenize_chunks(tokenizer, [c for parts in chunks for c in parts]))
-    return [_assemble(text, spans, pieces, tokenizer.bos_token_id, image_seq_length, image_token_id, max_length, sid)
-            for (text, spans), (_, sid) in zip(rendered, samples)]
+    counts = image_tokens or [None] * len(samples)
+    return [_assemble(text, spans, pieces, tokenizer.bos_token_id, image_seq_length if n is None else n,
+                      image_token_id, max_length, sid)
+            for (text, spans), (_, sid), n in zip(rendered, samples, counts)]
 
 
 def _render_sample(conversations: list[dict], template: str, generation: bool, sample_id: str) -> tuple[str, list]:
@@ -119,25 +124,29 @@ def _render_sample(conversations: list[dict], template: str, generation: bool, s
     return render(turns, template, generation=generation)
 
 
-def _assemble(text: str, spans: list[tuple], pieces, bos_id: int, image_seq_length: int, image_token_id: int,
-              max_length: int, sample_id: str) -> Encoded:
-    """BOS, then each chunk's tokens (taken in order from `pieces`) with the image tokens between chunks."""
+def _assemble(text: str, spans: list[tuple], pieces, bos_id: int, image_seq_length: int | list[int],
+              image_token_id: int, max_length: int, sample_id: str) -> Encoded:
+    """BOS, then each chunk's tokens (taken in order from `pieces`) with the image tokens between chunks;
+    `image_seq_length` is one count for every image or a list with one per image."""
+    n_images = text.count(IMAGE_TOKEN)
+    per_image = [image_seq_length] * n_images if isinstance(image_seq_length, int) else list(image_seq_length)
+    if len(per_image) < n_images:
+        raise TrainError(f"sample {sample_id}: {n_images} <image> token(s) but {len(per_image)} image(s)")
     ids, labels = [bos_id], [IGNORE_INDEX]
     offset = 0
     for k, chunk in enumerate(text.split(IMAGE_TOKEN)):
         if k:
-            ids += [image_token_id] * image_seq_length
-            labels += [IGNORE_INDEX] * image_seq_length
+            ids += [image_token_id] * per_image[k - 1]
+            labels += [IGNORE_INDEX] * per_image[k - 1]
             offset += len(IMAGE_TOKEN)
         chunk_ids, chunk_offsets = next(pieces)
         ids += chunk_ids
         labels += _mask(chunk_ids, chunk_offsets, offset, spans)
         offset += len(chunk)
-    n_images = text.count(IMAGE_TOKEN)
     ids, labels = ids[:max_length], labels[:max_length]
-    if ids.count(image_token_id) != n_images * image_seq_length:
+    if ids.count(image_token_id) != sum(per_image[:n_images]):
         raise TrainError(f"sample {sample_id}: --model-max-length {max_length} cuts into the image tokens; "
-                         f"it must exceed the prompt before the image plus {image_seq_length} image tokens")
+                         f"it must exceed the prompt before the image plus {sum(per_image[:n_images])} image tokens")
     return Encoded(text=text, input_ids=ids, labels=labels, n_images=n_images)
 
 

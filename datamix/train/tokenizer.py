@@ -24,10 +24,16 @@ def train_tokenizer(texts: Iterable[str], *, vocab_size: int):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)  # offsets keep the leading space (template.py)
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(texts, trainer=trainer)
+    # Offsets keep the leading space (template.py); BOS when special tokens are asked for, as Llama's tokenizer,
+    # so that a processor tokenizing a whole prompt (LlavaNextProcessor) gives the trainer's ids.
+    tok.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B",
+                                      special_tokens=[("<s>", tok.token_to_id("<s>"))]),
+    ])
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
                                    pad_token="<unk>", extra_special_tokens=[IMAGE_TOKEN], padding_side="right",
                                    model_max_length=2048)
