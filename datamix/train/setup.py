@@ -124,7 +124,7 @@ def build_model(cfg: TrainConfig, tokenizer, *, resume_from: Path | None):
         model = build_from_paths(cfg.vision, cfg.llm, tokenizer, projector=cfg.projector)
         if cfg.projector_from:
             load_projector(model, cfg.projector_from)
-    if cfg.resolution == "hd" and not resume:
+    if cfg.resolution == "hd" and resume_from is None:  # a resumed HD run is LLaVA-NeXT already
         from datamix.train.hd import to_llava_next
 
         model = to_llava_next(model, seed=cfg.seed)
