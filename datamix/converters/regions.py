@@ -99,7 +99,7 @@ def normalize_boxes(frame: pl.DataFrame, box_frame: BoxFrame) -> pl.DataFrame:
         x2, y2 = np.clip(x + w, 0, width), np.clip(y + h, 0, height)
         clipped = (x1 != x) | (y1 != y) | (x2 != x + w) | (y2 != y + h)
         bad_size = ~((width > 0) & (height > 0))
-        not_positive = ~((w > 0) & (h > 0))  # also true for NaN (a missing coordinate)
+        not_positive = ~((w > 0) & (h > 0) & np.isfinite(x) & np.isfinite(y))  # NaN: a missing coordinate
         outside = ~((x2 > x1) & (y2 > y1))
         if box_frame is BoxFrame.square:
             side = np.maximum(width, height)
