@@ -81,6 +81,15 @@ class Py2Pickler:
             self.out += b"\x8a" + bytes([len(data)]) + data
 
 
+def plain(obj):
+    """The same value with Python 3 types only (Unicode -> str), for pickle.dump."""
+    if isinstance(obj, list):
+        return [plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {plain(k): plain(v) for k, v in obj.items()}
+    return str(obj) if isinstance(obj, Unicode) else obj
+
+
 def py2_pickle(obj) -> bytes:
     return Py2Pickler().dumps(obj)
 
