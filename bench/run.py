@@ -1,6 +1,7 @@
 """`make bench`: datamix against the baselines users have today, measured in the same invocation.
 
-`--only convert|build|stats|train|all`; see each section below and bench/build_bench.py, bench/stats_bench.py,
+`--only convert|regions|build|stats|train|all`; see each section below and bench/build_bench.py,
+bench/regions_bench.py (the Visual Genome and RefCOCO/+/g converters at train scale), bench/stats_bench.py,
 bench/train_bench.py (the training input pipeline against a LLaVA-style loader, and data_wait in training).
 
 For a VQAv2-train-scale input (443,757 questions, 4,437,570 answers) and a GQA-balanced-train-scale
@@ -26,6 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 import build_bench  # noqa: E402
+import regions_bench  # noqa: E402
 import synth  # noqa: E402
 
 VQA_QUESTIONS = 443_757
@@ -74,7 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full train-split sizes")
     parser.add_argument("--work", type=Path, default=Path("bench_out"), help="where inputs and outputs go")
-    parser.add_argument("--only", choices=("convert", "build", "stats", "train", "all"), default="all",
+    parser.add_argument("--only", choices=("convert", "regions", "build", "stats", "train", "all"), default="all",
                         help="which benchmarks")
     parser.add_argument("--mix-scale", type=float, default=build_bench.DEFAULT_MIX_SCALE,
                         help="fraction of the 665,298-sample LLaVA-1.5 mix for the build scale benchmark")
@@ -82,6 +84,8 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     if args.only in ("convert", "all"):
         bench_convert(args)
+    if args.only in ("regions", "all"):  # bench/regions_bench.py: Visual Genome and RefCOCO/+/g at train scale
+        regions_bench.main(args.work, args.scale, measure)
     if args.only in ("build", "all"):
         build_bench.bench_throughput(args.work, args.scale, measure)
         build_bench.bench_scale(args.work, args.mix_scale, measure)

@@ -186,3 +186,15 @@ def test_not_a_vg_file_and_bad_option(fixtures_path, tmp_path):
         run_conversion("vg", [fixtures_path / "gqa/balanced"], tmp_path / "o.parquet")
     with pytest.raises(ConverterError, match="regions_per_image' must be at least 1"):
         run_conversion("vg", [fixtures_path / "vg/v1_2"], tmp_path / "o.parquet", ConvertOptions(regions_per_image=0))
+
+
+def test_entries_with_id_first_take_the_whole_file_reader_and_convert_the_same(convert, fixtures_path, tmp_path):
+    base, _, _ = convert("vg", fixtures_path / "vg/v1_2")
+    entries = json.loads((fixtures_path / "vg/v1_2/region_descriptions.json").read_text())
+    (tmp_path / "in").mkdir()
+    # no `}, {"regions": [` seam between entries: not readable as lines, so Arrow reads the list whole
+    (tmp_path / "in/region_descriptions.json").write_text(
+        json.dumps([{"id": e["id"], "regions": e["regions"]} for e in entries], indent=1))
+    (tmp_path / "in/image_data.json").write_bytes((fixtures_path / "vg/v1_2/image_data.json").read_bytes())
+    other, _, _ = convert("vg", tmp_path / "in")
+    assert {k: v.to_dict() for k, v in base.items()} == {k: v.to_dict() for k, v in other.items()}

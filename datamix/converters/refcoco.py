@@ -126,8 +126,8 @@ class RefCOCO(Converter):
         if opts.max_turns < 1:
             raise ConverterError(f"refcoco: option 'max_turns' must be at least 1, got {opts.max_turns}")
         pairs = pair_files(files)
-        refs = [(path, dataset, i, raw) for path, dataset, _ in pairs for i, raw in enumerate(load_refs(path))]
-        ledger.records_in += len(refs)
+        refs = [(path, dataset, load_refs(path)) for path, dataset, _ in pairs]
+        ledger.records_in += sum(len(raws) for _, _, raws in refs)
         instances = {inst: load_instances(inst) for _, _, inst in pairs}
         rows = self._rows(refs, {path: instances[inst] for path, _, inst in pairs}, splits, ledger)
         rows = normalize_boxes(rows, BoxFrame(opts.box_frame))
@@ -139,26 +139,34 @@ class RefCOCO(Converter):
     # ------------------------------------------------------------------ refs -> one row per usable ref
 
     def _rows(self, refs: list, instances: dict, splits: set[str], ledger: Ledger) -> pl.DataFrame:
-        parsed = [(path, dataset, i, *convert_record(raw, Ref)) for path, dataset, i, raw in refs]
+        parsed = []  # (path, dataset, label, ref or None, reason or None, texts, sent_ids)
         copies: dict[tuple, list[str]] = defaultdict(list)  # content key -> the split of every copy
-        for _, _, _, ref, reason in parsed:
-            if not reason:
-                copies[content_key(ref)].append(str(ref.split))
+        for path, dataset, raws in refs:
+            for i, (raw, (ref, reason)) in enumerate(zip(raws, typed_refs(raws))):
+                texts, sent_ids = sentences_of(ref) if ref is not None else ([], [])
+                parsed.append((path, dataset, ref_label(raw, i), ref, reason, texts, sent_ids))
+                if not reason:
+                    copies[(ref.ann_id, tuple(texts))].append(str(ref.split))
         seen: set[tuple] = set()
-        rows = []
-        for (path, dataset, i, ref, reason), (_, _, _, raw) in zip(parsed, refs):
-            rid = ref_label(raw, i)
-            if not reason:
-                reason = self._reason(ref, copies, seen, splits, instances[path])
+        columns: dict[str, list] = {name: [] for name in ROW_ARROW_SCHEMA.names}
+        for path, dataset, label, ref, reason, texts, sent_ids in parsed:
+            file = f"{path.parent.name}/{path.name}"
+            reason = reason or self._reason(ref, texts, copies, seen, splits, instances[path])
             if reason:
-                ledger.reject(rid, reason, file=f"{path.parent.name}/{path.name}")
+                ledger.reject(label, reason, file=file)
                 continue
-            rows.append(self._row(ref, dataset, rid, path, instances[path]))
-        return pl.DataFrame(rows, schema=ROW_SCHEMA)
+            image_id, (x, y, w, h) = instances[path].annotations[ref.ann_id]
+            width, height, file_name = instances[path].images[image_id]
+            row = (label, file, dataset, image_id, ref.ref_id, ref.ann_id, x, y, w, h, width, height,
+                   coco_path(image_id, file_name or ref.file_name, self.options.coco_naming), texts, sent_ids)
+            for values, value in zip(columns.values(), row):
+                values.append(value)
+        return pl.from_arrow(pa.table(columns, schema=ROW_ARROW_SCHEMA))
 
     @staticmethod
-    def _reason(ref: Ref, copies: dict, seen: set, splits: set[str], instances: Index) -> str | None:
-        key = content_key(ref)
+    def _reason(ref: Ref, texts: list[str], copies: dict, seen: set, splits: set[str],
+                instances: Index) -> str | None:
+        key = (ref.ann_id, tuple(texts))
         if key in seen:
             return "duplicate_ref: the same ann_id and sentences were given earlier (another splitBy file?)"
         seen.add(key)
@@ -176,20 +184,9 @@ class RefCOCO(Converter):
         name = instances.images[image_id][2] or ref.file_name or ""
         if not COCO_NAME.search(name) and not COCO_NAME.search(ref.file_name or ""):
             return f"not_coco_image: {name!r} is not a COCO train2014/val2014 image (refclef?)"
-        if not sentence_texts(ref):
+        if not texts:
             return "no_sentences: the ref has no non-empty sentence"
         return None
-
-    def _row(self, ref: Ref, dataset: str, rid: str, path: Path, instances: Index) -> dict:
-        image_id, bbox = instances.annotations[ref.ann_id]
-        width, height, file_name = instances.images[image_id]
-        x, y, w, h = bbox
-        return {"ref_key": rid, "file": f"{path.parent.name}/{path.name}", "dataset": dataset,
-                "image_id": image_id, "ref_id": ref.ref_id, "ann_id": ref.ann_id, "x": x, "y": y, "w": w, "h": h,
-                "width": width, "height": height,
-                "image_path": coco_path(image_id, file_name or ref.file_name, self.options.coco_naming),
-                "texts": sentence_texts(ref), "sent_ids": [s.sent_id for s in sorted_sentences(ref)
-                                                           if _text_of(s)]}
 
     @staticmethod
     def _reject_boxes(rows: pl.DataFrame, ledger: Ledger) -> pl.DataFrame:
@@ -229,11 +226,11 @@ class RefCOCO(Converter):
         )
 
 
-ROW_SCHEMA = {"ref_key": pl.Utf8, "file": pl.Utf8, "dataset": pl.Utf8, "image_id": pl.Int64, "ref_id": pl.Int64,
-              "ann_id": pl.Int64, "x": pl.Float64, "y": pl.Float64, "w": pl.Float64, "h": pl.Float64,
-              "width": pl.Float64, "height": pl.Float64, "image_path": pl.Utf8, "texts": pl.List(pl.Utf8),
-              "sent_ids": pl.List(pl.Int64)}
-
+ROW_ARROW_SCHEMA = pa.schema([
+    ("ref_key", pa.string()), ("file", pa.string()), ("dataset", pa.string()), ("image_id", pa.int64()),
+    ("ref_id", pa.int64()), ("ann_id", pa.int64()), ("x", pa.float64()), ("y", pa.float64()), ("w", pa.float64()),
+    ("h", pa.float64()), ("width", pa.float64()), ("height", pa.float64()), ("image_path", pa.string()),
+    ("texts", pa.list_(pa.string())), ("sent_ids", pa.list_(pa.int64()))])
 
 # ---------------------------------------------------------------------- refs helpers
 
@@ -246,25 +243,23 @@ def parse_splits(text: str) -> set[str]:
     return splits
 
 
-def sorted_sentences(ref: Ref) -> list[Sentence]:
-    sentences = ref.sentences or []
-    return sorted(sentences, key=lambda s: (s.sent_id is None, s.sent_id or 0))
+def typed_refs(raws: list) -> list[tuple[Ref | None, str | None]]:
+    """(Ref, None) or (None, reason) per raw ref; the whole list in one msgspec call when every ref fits."""
+    try:
+        return [(ref, None) for ref in msgspec.convert(raws, list[Ref])]
+    except msgspec.ValidationError:
+        return [convert_record(raw, Ref) for raw in raws]
 
 
-def _text_of(sentence: Sentence) -> str:
-    for text in (sentence.sent, sentence.raw):
-        if isinstance(text, str) and text.strip():
-            return text
-    return ""
-
-
-def sentence_texts(ref: Ref) -> list[str]:
-    return [t for t in (_text_of(s) for s in sorted_sentences(ref)) if t]
-
-
-def content_key(ref: Ref) -> tuple:
-    """What makes two refs the same ref, whichever splitBy file they come from."""
-    return ref.ann_id, tuple(sentence_texts(ref))
+def sentences_of(ref: Ref) -> tuple[list[str], list[int | None]]:
+    """The non-empty expressions of a ref in sent_id order (`sent`, else `raw`), and their sent_ids."""
+    texts, ids = [], []
+    for s in sorted(ref.sentences or [], key=lambda s: (s.sent_id is None, s.sent_id or 0)):
+        text = next((t for t in (s.sent, s.raw) if isinstance(t, str) and t.strip()), "")
+        if text:
+            texts.append(text)
+            ids.append(s.sent_id)
+    return texts, ids
 
 
 def ref_label(raw: object, index: int) -> str:

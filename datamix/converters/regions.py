@@ -29,6 +29,7 @@ sampling do not depend on input order, platform or run, and the rule is written 
 from __future__ import annotations
 
 from enum import Enum
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -65,36 +66,46 @@ def mix64(keys: np.ndarray, seed: int, salt: int) -> np.ndarray:
 def hundredths(values: np.ndarray) -> np.ndarray:
     """`round(v, 2) * 100` as ints, exactly as Python's `round` (correctly rounded, ties to even).
 
-    `floor(100 v + 0.5)` agrees with Python except when 100 v lies within float error of a .5 boundary;
-    those few values are handed to Python's own `round`.
+    `floor(100 v + 0.5)` agrees with Python except when 100 v lies within float error of a .5 boundary
+    (exact ties such as 0.125 are common: pixel / 800); those values go to Python's own `round`, once
+    per distinct value.
     """
     values = np.asarray(values, dtype=np.float64)
     scaled = values * 100.0
     out = np.floor(scaled + 0.5)
-    near_tie = np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6
-    for i in np.flatnonzero(near_tie):
-        out[i] = round(round(float(values[i]), 2) * 100)
-    return out.astype(np.int64)
+    near_tie = np.flatnonzero(np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6)
+    if len(near_tie):
+        distinct, where = np.unique(values[near_tie], return_inverse=True)
+        out[near_tie] = np.array([round(round(float(v), 2) * 100) for v in distinct])[where.ravel()]
+    return out.astype(np.int16)
+
+
+def format_boxes(coords: np.ndarray) -> pl.Series:
+    """`[x1, y1, x2, y2]` strings from an (n, 4) array of hundredths, each printed like `round(v, 2)`."""
+    table = pl.Series(_TWO_DECIMALS)
+    parts = {f"c{i}": table.gather(coords[:, i].astype(np.int64)) for i in range(4)}
+    frame = pl.DataFrame(parts)
+    return frame.select(pl.lit("[") + pl.concat_str(list(parts), separator=", ") + pl.lit("]")).to_series()
 
 
 def box_strings(x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray) -> pl.Series:
     """`[x1, y1, x2, y2]` strings of normalised coordinates, each printed like `round(v, 2)`."""
-    parts = [pl.Series(hundredths(v)).replace_strict(list(range(101)), _TWO_DECIMALS, return_dtype=pl.Utf8)
-             for v in (x1, y1, x2, y2)]
-    frame = pl.DataFrame({f"c{i}": p for i, p in enumerate(parts)})
-    return frame.select(pl.lit("[") + pl.concat_str(frame.columns, separator=", ") + pl.lit("]")).to_series()
+    return format_boxes(np.stack([hundredths(v) for v in (x1, y1, x2, y2)], axis=1))
 
 
-def normalize_boxes(frame: pl.DataFrame, box_frame: BoxFrame) -> pl.DataFrame:
-    """Pixel `x, y, w, h` and image `width, height` columns -> `box` string, `box_status`, `clipped`.
+class Boxes(NamedTuple):
+    coords: np.ndarray  # (n, 4) int16 hundredths of x1, y1, x2, y2, each in 0..100
+    problem: np.ndarray  # int8: 0 = usable, else a key of BOX_PROBLEMS
+    clipped: np.ndarray  # bool: the box stuck out of the image and was clipped
 
-    `box_status` is null for a usable box, else the reason it is degenerate. Coordinates are clipped to the
-    image before normalising, so every printed value is in [0, 1].
+
+def normalized_boxes(x, y, w, h, width, height, box_frame: BoxFrame) -> Boxes:
+    """Pixel `[x, y, w, h]` boxes on images of `width` x `height` (arrays; NaN = missing) -> Boxes.
+
+    Coordinates are clipped to the image before normalising, so every value is in [0, 1].
     """
-    col = {name: frame[name].cast(pl.Float64).fill_null(np.nan).to_numpy() for name in
-           ("x", "y", "w", "h", "width", "height")}
-    x, y, w, h, width, height = (col[k] for k in ("x", "y", "w", "h", "width", "height"))
-    with np.errstate(invalid="ignore"):
+    x, y, w, h, width, height = (np.asarray(v, dtype=np.float64) for v in (x, y, w, h, width, height))
+    with np.errstate(invalid="ignore", divide="ignore"):
         x1, y1 = np.clip(x, 0, width), np.clip(y, 0, height)
         x2, y2 = np.clip(x + w, 0, width), np.clip(y + h, 0, height)
         clipped = (x1 != x) | (y1 != y) | (x2 != x + w) | (y2 != y + h)
@@ -105,14 +116,22 @@ def normalize_boxes(frame: pl.DataFrame, box_frame: BoxFrame) -> pl.DataFrame:
             side = np.maximum(width, height)
             # expand2square: paste offset (side - W) // 2 on x, (side - H) // 2 on y (integer division)
             off_x, off_y = np.floor((side - width) / 2), np.floor((side - height) / 2)
-            nx1, nx2, ny1, ny2 = (x1 + off_x) / side, (x2 + off_x) / side, (y1 + off_y) / side, (y2 + off_y) / side
+            norm = ((x1 + off_x) / side, (y1 + off_y) / side, (x2 + off_x) / side, (y2 + off_y) / side)
         else:
-            nx1, nx2, ny1, ny2 = x1 / width, x2 / width, y1 / height, y2 / height
-        coords = [np.nan_to_num(np.clip(v, 0.0, 1.0)) for v in (nx1, ny1, nx2, ny2)]
-    code = np.zeros(len(x), dtype=np.int8)  # later assignments win: the most basic problem is reported
-    code[outside], code[not_positive], code[bad_size] = 1, 2, 3
-    status = pl.Series(code).replace_strict(BOX_PROBLEMS, default=None, return_dtype=pl.Utf8)
-    return frame.with_columns(box=box_strings(*coords), box_status=status, clipped=pl.Series(clipped & ~outside))
+            norm = (x1 / width, y1 / height, x2 / width, y2 / height)
+        coords = np.stack([hundredths(np.nan_to_num(np.clip(v, 0.0, 1.0))) for v in norm], axis=1)
+    problem = np.zeros(len(x), dtype=np.int8)  # later assignments win: the most basic problem is reported
+    problem[outside], problem[not_positive], problem[bad_size] = 1, 2, 3
+    return Boxes(coords, problem, clipped & (problem == 0))
+
+
+def normalize_boxes(frame: pl.DataFrame, box_frame: BoxFrame) -> pl.DataFrame:
+    """Columns `x, y, w, h, width, height` -> `box` string, `box_status` (null or a reason), `clipped`."""
+    col = {name: frame[name].cast(pl.Float64).fill_null(np.nan).to_numpy() for name in
+           ("x", "y", "w", "h", "width", "height")}
+    boxes = normalized_boxes(col["x"], col["y"], col["w"], col["h"], col["width"], col["height"], box_frame)
+    status = pl.Series(boxes.problem).replace_strict(BOX_PROBLEMS, default=None, return_dtype=pl.Utf8)
+    return frame.with_columns(box=format_boxes(boxes.coords), box_status=status, clipped=pl.Series(boxes.clipped))
 
 
 def clean_text(text: pl.Expr) -> pl.Expr:

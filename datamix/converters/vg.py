@@ -28,6 +28,7 @@ Phrases are stripped and whitespace-collapsed.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,12 +39,13 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pa_json
 
 from datamix.converters.base import Converter
 from datamix.converters.options import option
 from datamix.converters.qa import merge_per_image, reject_rows
 from datamix.converters.regions import (DEFAULT_SEED, FORMAT_RULE, SALT_SAMPLE, BoxFrame, clean_text,
-                                        grounding_turns, mix64, normalize_boxes)
+                                        format_boxes, grounding_turns, mix64, normalized_boxes)
 from datamix.errors import ConverterError
 from datamix.jsonio import convert_record, decode_any, decode_typed, read_bytes, read_list_table
 from datamix.ledger import Ledger
@@ -119,16 +121,14 @@ class VG(Converter):
             regions.append(r)
         entry_rows = pl.concat(entries)
         ledger.records_in += entry_rows.height
-        entry_rows = self._reject_entries(entry_rows.join(images, on="image_id", how="left"), ledger)
-        rows = pl.concat(regions).join(entry_rows, on="entry", how="inner")
-        rows = self._usable(rows)
-        counts = self._region_counts(rows)
-        no_regions = entry_rows.join(counts.filter(pl.col("usable") > 0), on="entry", how="anti")
-        self._reject_without_regions(no_regions, counts, ledger)
-        sampled = rows.filter(pl.col("drop").is_null() & (pl.col("rank") < self.options.regions_per_image))
-        ledger.records_out += sampled["entry"].n_unique()
+        kept = self._reject_entries(entry_rows.join(images, on="image_id", how="left"), ledger)
+        examined, regions = self._examine(pl.concat(regions), kept, entry_rows.height)
+        counts = self._counts(examined, kept)
+        self._reject_without_regions(kept, counts, ledger)
+        sampled = examined.filter(pl.col("drop") == 0, pl.col("rank") < self.options.regions_per_image)
+        ledger.records_out += counts.filter(pl.col("usable") > 0).height
         if sampled.height:
-            yield self._to_table(sampled, counts)
+            yield self._to_table(sampled, regions, kept, counts)
 
     # ------------------------------------------------------------------ images (ledger records)
 
@@ -137,56 +137,95 @@ class VG(Converter):
         return reject_rows(entries, [
             (pl.col("image_id").is_null(), "missing_image_id: entry has neither 'id' nor 'image_id'"),
             (~pl.col("image_id").is_first_distinct(), "duplicate_image: image listed earlier in the inputs"),
-            (pl.col("_in_image_data").is_null(),
-             "no_image_data: image is not in image_data.json (no size, no folder)"),
+            (pl.col("_in_image_data").is_null(), "no_image_data: image is not in image_data.json (no size, no folder)"),
             (pl.col("image_path").is_null(),
              "no_image_folder: image_data.json url names neither VG_100K/ nor VG_100K_2/"),
         ], ledger, id_column="image_id")
 
     @staticmethod
-    def _reject_without_regions(no_regions: pl.DataFrame, counts: pl.DataFrame, ledger: Ledger) -> None:
-        detail = no_regions.join(counts, on="entry", how="left")
-        for image_id, file, regions in detail.select("image_id", "file", "regions").iter_rows():
-            dropped = {k.removeprefix("dropped_"): v for k, v in (regions or {}).items() if k.startswith("dropped_") and v}
-            why = ", ".join(f"{k} {v}" for k, v in dropped.items()) or "the entry lists none"
-            ledger.reject(image_id, f"no_usable_regions: {(regions or {}).get('in', 0)} regions ({why})", file=file)
+    def _reject_without_regions(kept: pl.DataFrame, counts: pl.DataFrame, ledger: Ledger) -> None:
+        empty = kept.join(counts.filter(pl.col("usable") > 0), on="entry", how="anti").join(counts, on="entry")
+        for row in empty.iter_rows(named=True):
+            why = ", ".join(f"{code} {row[f'dropped_{code}']}" for code in DROPS if row[f"dropped_{code}"])
+            ledger.reject(row["image_id"], f"no_usable_regions: {row['in']} regions ({why or 'the entry lists none'})",
+                          file=row["file"])
 
     # ------------------------------------------------------------------ regions (counted in meta)
 
-    def _usable(self, rows: pl.DataFrame) -> pl.DataFrame:
-        """Boxes normalised, text cleaned, drop reason per region, and the seeded rank among an image's keepers."""
-        rows = normalize_boxes(rows, BoxFrame(self.options.box_frame)).with_columns(text=clean_text(pl.col("phrase")))
-        key = pl.Series(mix64(rows["region_id"].fill_null(0).to_numpy(), self.options.seed, SALT_SAMPLE))
-        drop = (pl.when(pl.col("region_id").is_null()).then(pl.lit("missing_region_id"))
-                .when(pl.col("text").is_null() | (pl.col("text") == "")).then(pl.lit("empty_phrase"))
-                .when(pl.col("text").str.contains("<image>", literal=True)).then(pl.lit("image_token_in_text"))
-                .when(pl.col("box_status").is_not_null()).then(pl.col("box_status").str.extract(r"^(\w+)")))
-        rows = rows.with_columns(_hash=key, drop=drop).sort(["entry", "_hash", "region_id"])
-        # Among usable regions only (sorted by hash): a dropped region never shadows a usable one.
-        usable = pl.col("drop").is_null()
-        first = pl.struct("entry", pl.col("text").str.to_lowercase(), usable.alias("_usable")).is_first_distinct()
-        rows = rows.with_columns(drop=pl.when(usable & ~first).then(pl.lit("duplicate_phrase")).otherwise(pl.col("drop")))
-        return rows.with_columns(rank=pl.when(pl.col("drop").is_null()).then(
-            pl.col("drop").is_null().cum_sum().over("entry") - 1))
+    def _examine(self, regions: pl.DataFrame, kept: pl.DataFrame,
+                 n_entries: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Every region of a kept image: drop code, and rank among the image's usable regions (seeded order).
 
-    def _region_counts(self, rows: pl.DataFrame) -> pl.DataFrame:
+        Returns that, in (image, seeded) order, and the regions it indexes by `row`.
+        Mostly numpy over the 5.4M regions of the real file; strings are touched only to test and hash them.
+        """
+        index = kept["entry"].to_numpy()
+        keep = np.zeros(n_entries, dtype=bool)
+        keep[index] = True
+        width, height = np.full(n_entries, np.nan), np.full(n_entries, np.nan)
+        width[index] = kept["width"].fill_null(np.nan).to_numpy()
+        height[index] = kept["height"].fill_null(np.nan).to_numpy()
+        regions = regions.filter(pl.Series(keep[regions["entry"].to_numpy()]))
+        entry = regions["entry"].to_numpy()
+        boxes = normalized_boxes(*(regions[c].fill_null(np.nan).to_numpy() for c in ("x", "y", "w", "h")),
+                                 width[entry], height[entry], BoxFrame(self.options.box_frame))
+        ids = regions["region_id"]
+        phrase = regions["phrase"].str.strip_chars()
+        drop = np.zeros(regions.height, dtype=np.int8)  # later assignments win: DROPS lists the most basic first
+        for problem, code in ((1, "box_outside_image"), (2, "degenerate_box"), (3, "bad_image_size")):
+            drop[boxes.problem == problem] = DROP_CODE[code]
+        drop[regions["phrase"].str.contains("<image>", literal=True).fill_null(False).to_numpy()] = \
+            DROP_CODE["image_token_in_text"]
+        drop[(phrase.is_null() | (phrase.str.len_bytes() == 0)).to_numpy()] = DROP_CODE["empty_phrase"]
+        drop[ids.is_null().to_numpy()] = DROP_CODE["missing_region_id"]
+        sample_key = mix64(ids.fill_null(0).to_numpy(), self.options.seed, SALT_SAMPLE)
+        order = _order_within(entry, sample_key)
+        frame = pl.DataFrame({
+            "entry": entry[order], "row": order, "drop": drop[order], "clipped": boxes.clipped[order],
+            # case-, space- and final-period-insensitive phrase identity, for the duplicate check
+            "phrase_key": phrase.str.strip_chars_end(". ").str.to_lowercase().hash(seed=0).gather(order),
+            **{f"b{i}": boxes.coords[order, i] for i in range(4)},
+        })
+        usable = pl.col("drop") == 0
+        first = pl.struct("entry", "phrase_key", usable.alias("_usable")).is_first_distinct()
+        frame = frame.with_columns(drop=pl.when(usable & ~first).then(pl.lit(DROP_CODE["duplicate_phrase"], pl.Int8))
+                                   .otherwise(pl.col("drop")))
+        is_usable = (frame["drop"] == 0).to_numpy()
+        return frame.with_columns(rank=pl.Series(_rank_within(frame["entry"].to_numpy(), is_usable))), regions
+
+    def _counts(self, examined: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame:
+        """Per kept image: in = sampled + not_sampled + every dropped_* count, and how many sampled were clipped."""
         k = self.options.regions_per_image
-        usable = pl.col("drop").is_null().cast(pl.Int64)
-        counts = rows.group_by("entry").agg(
-            usable=usable.sum(),
-            regions=pl.struct(
-                pl.len().alias("in"),
-                usable.sum().clip(upper_bound=k).alias("sampled"),
-                (usable.sum() - k).clip(lower_bound=0).alias("not_sampled"),
-                (pl.col("clipped") & (pl.col("rank") < k)).sum().alias("clipped"),
-                *[(pl.col("drop") == code).sum().alias(f"dropped_{code}") for code in DROPS]))
-        return counts
+        entry = examined["entry"].to_numpy()
+        drop = examined["drop"].to_numpy()
+        index = kept["entry"].to_numpy()
+        size = int(index.max()) + 1 if len(index) else 0
+
+        def per_entry(weights: np.ndarray | None = None) -> np.ndarray:
+            return np.bincount(entry, weights=weights, minlength=size)[index].astype(np.int64)
+
+        usable = per_entry(drop == 0)
+        sampled = np.minimum(usable, k)
+        in_sample = (drop == 0) & (examined["rank"].to_numpy() < k)
+        return pl.DataFrame({
+            "entry": index, "usable": usable, "in": per_entry(), "sampled": sampled, "not_sampled": usable - sampled,
+            "clipped": per_entry(examined["clipped"].to_numpy() & in_sample),
+            **{f"dropped_{code}": per_entry(drop == DROP_CODE[code]) for code in DROPS}})
 
     # ------------------------------------------------------------------ output
 
-    def _to_table(self, sampled: pl.DataFrame, counts: pl.DataFrame) -> pa.Table:
-        rows = grounding_turns(sampled.with_columns(format_key=pl.col("region_id")), seed=self.options.seed)
-        rows = rows.join(counts.select("entry", "regions"), on="entry", how="left").with_columns(
+    def _to_table(self, sampled: pl.DataFrame, regions: pl.DataFrame, kept: pl.DataFrame,
+                  counts: pl.DataFrame) -> pa.Table:
+        rows = sampled.with_columns(
+            region_id=regions["region_id"].gather(sampled["row"]),
+            text=clean_text(regions["phrase"].gather(sampled["row"])),
+            box=format_boxes(sampled.select("b0", "b1", "b2", "b3").to_numpy()),
+        )
+        rows = grounding_turns(rows.with_columns(format_key=pl.col("region_id")), seed=self.options.seed)
+        count_fields = ["in", "sampled", "not_sampled", "clipped", *(f"dropped_{code}" for code in DROPS)]
+        per_image = kept.select("entry", "image_id", "image_path").join(
+            counts.select("entry", regions=pl.struct(count_fields)), on="entry")
+        rows = rows.join(per_image, on="entry").with_columns(
             image_key=pl.col("image_id").cast(pl.Utf8),
             region_key=pl.col("region_id").cast(pl.Utf8),
             box_frame=pl.lit(self.options.box_frame),
@@ -202,6 +241,38 @@ class VG(Converter):
                         "format_rule": "format_rule", "sample_rule": "sample_rule",
                         "regions_per_image": "regions_per_image"},
         )
+
+
+DROP_CODE = {code: i + 1 for i, code in enumerate(DROPS)}
+
+
+def _order_within(entry: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Row order by (entry, key): entries stay grouped, rows inside one entry go by key.
+
+    One sort of a packed 64-bit (entry, top bits of key) value; only if two rows of one entry share those
+    top bits (about never) does it fall back to the two-key sort.
+    """
+    if not len(entry):
+        return np.zeros(0, dtype=np.int64)
+    entry_bits = max(1, int(entry.max()).bit_length())
+    if entry_bits <= 32:
+        packed = (entry.astype(np.uint64) << np.uint64(64 - entry_bits)) | (key >> np.uint64(entry_bits))
+        order = np.argsort(packed, kind="stable")
+        ordered = packed[order]
+        if not (ordered[1:] == ordered[:-1]).any():
+            return order
+    return np.lexsort((key, entry))
+
+
+def _rank_within(entry: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """For rows grouped by entry: the 0-based position of each usable row among its entry's usable rows."""
+    if not len(entry):
+        return np.zeros(0, dtype=np.int64)
+    seen = np.cumsum(usable)
+    starts = np.flatnonzero(np.r_[True, entry[1:] != entry[:-1]])
+    before = (seen - usable)[starts]  # usable rows before each entry's first row
+    group = np.cumsum(np.r_[True, entry[1:] != entry[:-1]]) - 1
+    return np.where(usable, seen - 1 - before[group], -1)
 
 
 # ---------------------------------------------------------------------- reading the files
@@ -251,31 +322,76 @@ def load_image_data(path: Path) -> pl.DataFrame:
 
 def load_region_descriptions(path: Path, ledger: Ledger, first_entry: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(entries: entry, image_id, file; regions: entry, region_id, x, y, w, h, phrase); `entry` numbers globally."""
-    items = read_list_table(path, ENTRY_TYPE)
-    if items is not None:
-        entries, regions = _from_arrow(items)
-    else:
-        entries, regions = _from_python(path, ledger)
+    table = _read_as_lines(path)
+    if table is None:
+        items = read_list_table(path, ENTRY_TYPE)
+        table = pa.Table.from_struct_array(items.flatten()) if items is not None else None
+    entries, regions = _from_arrow(table) if table is not None else _from_python(path, ledger)
+    del table
     pa.default_memory_pool().release_unused()
     shift = pl.col("entry") + first_entry
     return (entries.with_columns(entry=shift, file=pl.lit(path.name)).select(list(ENTRY_COLUMNS)),
             regions.with_columns(entry=shift).select(list(REGION_COLUMNS)))
 
 
-def _from_arrow(items: pa.ListArray) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Flatten list<entry<list<region>>> by Arrow views: one row per entry and one per region."""
-    entries = items.flatten()
-    image_id = pc.coalesce(entries.field("id"), entries.field("image_id"))
-    region_lists = entries.field("regions")
-    lengths = pc.fill_null(pc.list_value_length(region_lists), 0).to_numpy(zero_copy_only=False)
-    flat = region_lists.flatten()
+# Where one image entry ends and the next begins in the official file (`json.dumps` spacing or compact):
+# `"regions"` is the first key of every entry and appears nowhere else.
+ENTRY_SEAMS = (b'}, {"regions": [', b'},{"regions":[')
+
+
+def _read_as_lines(path: Path) -> pa.Table | None:
+    """The fast path: the list turned into JSON Lines in place (the comma at each entry seam becomes a newline),
+    so Arrow parses it in blocks on every core. None when the file has no such seams (other key order) or the
+    lines do not parse (a seam inside a string would leave one unterminated): the caller reads it whole.
+    """
+    with open(path, "rb") as f:
+        data = bytearray(os.fstat(f.fileno()).st_size)
+        f.readinto(data)
+    first, last = _first_non_space(data), _last_non_space(data)
+    seam = next((s for s in ENTRY_SEAMS if data.find(s) >= 0), None)
+    if first is None or data[first] != ord("[") or data[last] != ord("]") or seam is None:
+        return None
+    data[first], data[last] = ord(" "), ord(" ")
+    at = data.find(seam)
+    while at >= 0:
+        data[at + 1] = ord("\n")
+        at = data.find(seam, at + len(seam))
+    options = pa_json.ReadOptions(block_size=1 << 24, use_threads=True)
+    parse = pa_json.ParseOptions(explicit_schema=pa.schema(list(ENTRY_TYPE)), unexpected_field_behavior="ignore")
+    try:
+        return pa_json.read_json(pa.BufferReader(pa.py_buffer(data)), read_options=options, parse_options=parse)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+
+
+def _first_non_space(data: bytearray) -> int | None:
+    stripped = len(data) - len(data.lstrip())
+    return stripped if stripped < len(data) else None
+
+
+def _last_non_space(data: bytearray) -> int:
+    return len(data.rstrip()) - 1
+
+
+def _from_arrow(table: pa.Table) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One row per entry and one per region, by Arrow views of each parsed block (no copy of the strings)."""
+    image_id = pc.coalesce(table.column("id"), table.column("image_id"))
+    lengths, flats = [], []
+    for chunk in table.column("regions").chunks:
+        lengths.append(np.diff(pl.Series(chunk.offsets).to_numpy()))  # (Arrow's to_numpy would import pandas)
+        flats.append(chunk.flatten())
+    lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+    flat = pa.chunked_array(flats, type=REGION_TYPE)
+
+    def field(name: str) -> pa.ChunkedArray:
+        return pa.chunked_array([c.field(name) for c in flat.chunks], type=REGION_TYPE.field(name).type)
+
     regions = pl.from_arrow(pa.table({
-        "entry": np.repeat(np.arange(len(entries), dtype=np.int64), lengths),
-        "region_id": pc.coalesce(flat.field("region_id"), flat.field("id")),
-        "x": flat.field("x"), "y": flat.field("y"), "w": flat.field("width"), "h": flat.field("height"),
-        "phrase": flat.field("phrase")}))
-    frame = pl.from_arrow(pa.table({"entry": np.arange(len(entries), dtype=np.int64), "image_id": image_id}))
-    return frame, regions
+        "entry": np.repeat(np.arange(table.num_rows, dtype=np.int64), lengths),
+        "region_id": pc.coalesce(field("region_id"), field("id")),
+        "x": field("x"), "y": field("y"), "w": field("width"), "h": field("height"), "phrase": field("phrase")}))
+    entries = pl.from_arrow(pa.table({"entry": np.arange(table.num_rows, dtype=np.int64), "image_id": image_id}))
+    return entries, regions
 
 
 def _from_python(path: Path, ledger: Ledger) -> tuple[pl.DataFrame, pl.DataFrame]:
