@@ -87,7 +87,7 @@ def test_layout_and_summary(demo):
                 "sharegpt/sharegpt_demo.json", "llava/llava_instruct_demo.json", "scenes.demo.json"):
         assert (root / rel).is_file(), rel
     counts = summary["counts"]
-    n_written = sum(1 for _ in root.rglob("*.jpg"))
+    n_written = sum(1 for folder in ("coco", "gqa") for _ in (root / folder).rglob("*.jpg"))
     n_missing = len(_broken(summary, "missing_image"))
     assert n_written + n_missing == counts["coco_train2017_images"] + counts["coco_test2015_images"] + counts[
         "gqa_images"] == 240
