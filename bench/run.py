@@ -76,7 +76,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full train-split sizes")
     parser.add_argument("--work", type=Path, default=Path("bench_out"), help="where inputs and outputs go")
-    parser.add_argument("--only", choices=("convert", "regions", "build", "stats", "train", "all"), default="all",
+    parser.add_argument("--only", choices=("convert", "academic", "regions", "build", "stats", "train", "all"),
+                        default="all",
                         help="which benchmarks")
     parser.add_argument("--mix-scale", type=float, default=build_bench.DEFAULT_MIX_SCALE,
                         help="fraction of the 665,298-sample LLaVA-1.5 mix for the build scale benchmark")
@@ -84,6 +85,9 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     if args.only in ("convert", "all"):
         bench_convert(args)
+    if args.only in ("academic", "all"):  # okvqa, aokvqa, ocrvqa, textcaps against json.load (academic_bench.py)
+        subprocess.run([sys.executable, str(HERE / "academic_bench.py"), "--work", str(args.work),
+                        "--scale", str(args.scale)], check=True)
     if args.only in ("regions", "all"):  # bench/regions_bench.py: Visual Genome and RefCOCO/+/g at train scale
         regions_bench.main(args.work, args.scale, measure)
     if args.only in ("build", "all"):

@@ -1,12 +1,16 @@
-"""Write a small raw dataset in the official formats of VQAv2, GQA, ShareGPT, LLaVA, RefCOCO and Visual Genome.
+"""Write a small raw dataset in the official formats of VQAv2, GQA, ShareGPT, LLaVA, OK-VQA, A-OKVQA,
+OCR-VQA, TextCaps, RefCOCO and Visual Genome.
 
 The images are synthetic: one to four flat shapes (circle, square, triangle) in distinct colours on a
 light background, each shape alone in a cell of a 3x3 grid so that counting is unambiguous. Every
 answer is computed from the scene that was drawn, so a model trained on a demo mix can be checked, and
 `scenes.demo.json` keeps each scene for that purpose. The files follow the shapes of the real releases
 (VQAv2 questions/annotations pair, GQA dict keyed by zero-padded question id, ShareGPT list,
-LLaVA-Instruct list) with the quirks converters must survive, plus a few deliberately broken items,
-all listed in `README.demo.json`.
+LLaVA-Instruct list; OK-VQA pair with `raw_answer`s and knowledge categories on the COCO images; A-OKVQA list
+with a test record; OCR-VQA `dataset.json` keyed by ISBN strings with cover images under LLaVA's
+`ocr_vqa/images/<key>.jpg`, GIF and PNG covers included under .jpg names; TextCaps captions spread through the
+file for images under `textvqa/train_images/`, which show a shape and a number) with the quirks converters
+must survive, plus a few deliberately broken items, all listed in `README.demo.json`.
 
 Same seed -> byte-identical files: each part draws from its own local `random.Random` stream (so one
 part's changes do not shift another's), JSON keys are written in construction order, and JPEGs are
@@ -462,6 +466,162 @@ def _region_sources(out_dir: Path, seed: int, coco: dict[int, Scene], n_images: 
     return {"counts": {"refcoco_refs": len(refs), "refcoco_images": len(instances["images"]),
                        "vg_images": len(scenes), "vg_regions": sum(len(e["regions"]) for e in entries)},
             "broken": broken + vg_broken, "quirks": {"refcoco": refcoco_quirks, "vg": vg_quirks}}
+# ---------------------------------------------------------------- OK-VQA and A-OKVQA (on the COCO images)
+
+OKVQA_TYPES = {"one": "Vehicles and Transportation", "two": "Brands, Companies and Products",
+               "three": "Objects, Material and Clothing", "four": "Sports and Recreation", "five": "Cooking and Food",
+               "six": "Geography, History, Language and Culture", "seven": "People and Everyday life",
+               "eight": "Plants and Animals", "nine": "Science and Technology", "ten": "Weather and Climate",
+               "other": "Other"}
+OKVQA_INFO = {"year": 2019, "version": "1.1", "description": "datamix demo data in the OK-VQA v1.1 format",
+              "contributor": "datamix", "url": "https://okvqa.allenai.org", "date_created": "2019-05-31"}
+CORNERS = {"circle": "0", "square": "4", "triangle": "3"}
+
+
+def _okvqa_pair(seed: int, scenes: dict[int, Scene]) -> tuple[list, list]:
+    """One or two questions per image; 5 answers each given twice, `raw_answer` as typed (capitalised)."""
+    rng = _stream(seed, "okvqa")
+    questions, annotations = [], []
+    for image_id, scene in scenes.items():
+        s = rng.choice(scene)
+        asked = [(f"How many corners does the {s['color']} shape have?", CORNERS[s["shape"]], "nine")]
+        if _only(scene, shape="circle"):
+            asked.append(("Which shape in the picture could roll like a wheel?", "circle", "one"))
+        for k, (question, truth, qtype) in enumerate(asked):
+            qid = image_id * 10 + k
+            raw = [truth.capitalize() if rng.random() < 0.4 else truth for _ in range(5)]
+            entries = [(r, truth) for r in raw for _ in range(2)]
+            questions.append({"image_id": image_id, "question": question, "question_id": qid})
+            annotations.append({"image_id": image_id, "answer_type": "other", "question_type": qtype,
+                                "question_id": qid, "confidence": rng.randint(1, 5),
+                                "answers": [{"answer_id": i + 1, "raw_answer": r, "answer_confidence": "yes",
+                                             "answer": a} for i, (r, a) in enumerate(entries)]})
+    return questions, annotations
+
+
+def _aokvqa_records(seed: int, scenes: dict[int, Scene]) -> list[dict]:
+    """Colour questions as multiple choice: 4 colours, the right one at a random index, 10 direct answers."""
+    rng = _stream(seed, "aokvqa")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"  # the ids' shortuuid alphabet
+    records = []
+    for image_id, scene in scenes.items():
+        s = rng.choice(scene)
+        choices = [s["color"]] + rng.sample([c for c in COLORS if c != s["color"]], 3)
+        rng.shuffle(choices)
+        direct = [s["color"]] * rng.randint(7, 10)
+        direct += [NEAR_COLOR[s["color"]]] * (10 - len(direct))
+        rng.shuffle(direct)
+        records.append({"split": "train", "image_id": image_id,
+                        "question_id": "".join(rng.choice(alphabet) for _ in range(22)),
+                        "question": f"What color is the {s['shape']} {_position(s)}?", "choices": choices,
+                        "correct_choice_idx": choices.index(s["color"]), "direct_answers": direct,
+                        "difficult_direct_answer": False,
+                        "rationales": [f"The {s['shape']} is painted {s['color']}.",
+                                       f"Its fill is {s['color']}.", f"The {s['shape']} looks {s['color']}."]})
+    return records
+
+
+# ---------------------------------------------------------------- OCR-VQA (book covers)
+
+GENRES = {"Cookbooks, Food & Wine": (200, 90, 40), "Science & Math": (40, 90, 160), "Travel": (40, 140, 90),
+          "Humor & Entertainment": (220, 180, 40), "Children's Books": (170, 70, 150)}
+TITLE_WORDS = ("Red", "Quiet", "River", "Garden", "Stone", "Winter", "Atlas", "Kitchen", "Numbers", "Night")
+AUTHORS = ("Ada Moreno", "Ben Okafor", "Chen Li", "Dana Smit", "Eli Novak", "Farah Aziz")
+
+
+def _isbn_keys(rng: random.Random, n: int) -> list[str]:
+    """ISBN-10-like string keys: some with leading zeros, some ending in X (never cast them to int)."""
+    keys: list[str] = []
+    while len(keys) < n:
+        digits = f"{rng.randint(0, 10**9 - 1):09d}"
+        last = "X" if rng.random() < 0.2 else str(rng.randint(0, 9))
+        key = ("0" + digits[1:] if rng.random() < 0.3 else digits) + last
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
+def cover_bytes(title: str, author: str, genre: str, fmt: str) -> bytes:
+    """A book cover in its genre's colour with the title and author written on it."""
+    image = Image.new("RGB", (80, 120), GENRES[genre])
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((4, 4, 75, 115), outline=(250, 250, 250))
+    for i, word in enumerate(title.split()):
+        draw.text((8, 12 + 12 * i), word, fill=(255, 255, 255))
+    draw.text((8, 100), author.split()[-1], fill=(255, 255, 255))
+    buf = io.BytesIO()
+    if fmt == "GIF":
+        image.convert("P", palette=Image.Palette.ADAPTIVE, colors=32).save(buf, "GIF")
+    elif fmt == "PNG":
+        image.save(buf, "PNG", compress_level=6)
+    else:
+        image.save(buf, "JPEG", quality=92, subsampling=0)
+    return buf.getvalue()
+
+
+def _ocrvqa_books(seed: int, n: int) -> tuple[dict[str, dict], dict[str, bytes], list[str]]:
+    """`dataset.json` entries and their covers: GIF and PNG covers are saved under `.jpg`, as LLaVA's download."""
+    rng = _stream(seed, "ocrvqa")
+    books, images = {}, {}
+    for key in _isbn_keys(rng, n):
+        genre = rng.choice(list(GENRES))
+        title = " ".join(rng.sample(TITLE_WORDS, 2))
+        author = rng.choice(AUTHORS)
+        other = rng.choice([g for g in GENRES if g != genre])
+        ext = rng.choice((".jpg", ".jpg", ".jpg", ".gif", ".png"))
+        qa = [("Who wrote this book?", author), ("What is the title of this book?", title),
+              ("What is the genre of this book?", genre),
+              (f"Is this book related to {genre}?", "Yes"), (f"Is this book related to {other}?", "No")]
+        books[key] = {"imageURL": f"http://ecx.images-amazon.com/images/I/{key}{ext}",
+                      "questions": [q for q, _ in qa], "answers": [a for _, a in qa], "title": title,
+                      "authorName": author, "genre": genre, "split": rng.choice((1, 1, 1, 2, 3))}
+        fmt = {".gif": "GIF", ".png": "PNG"}.get(ext, "JPEG")
+        images[f"ocr_vqa/images/{key}.jpg"] = cover_bytes(title, author, genre, fmt)
+    unknown = rng.choice(sorted(books))
+    books[unknown]["answers"][0] = "*"  # the placeholder for an unknown author
+    return books, images, [unknown]
+
+
+# ---------------------------------------------------------------- TextCaps (scenes with a number on them)
+
+def _textcaps(seed: int, n: int) -> tuple[list[dict], dict[str, bytes], list[str]]:
+    """Images with one shape and a number written on it; 5 caption records each, spread through the file."""
+    rng = _stream(seed, "textcaps")
+    images, per_image, ids = {}, {}, []
+    while len(ids) < n:
+        image_id = f"{rng.getrandbits(64):016x}"  # OpenImages-style hex ids
+        if image_id not in ids:
+            ids.append(image_id)
+    for image_id in ids:
+        scene = make_scene(rng)[:1]
+        number = rng.randint(2, 99)
+        s = scene[0]
+        image = Image.open(io.BytesIO(jpeg_bytes(scene))).convert("RGB")
+        ImageDraw.Draw(image).text((4, SIZE - 14), str(number), fill=(0, 0, 0))
+        buf = io.BytesIO()
+        image.save(buf, "JPEG", quality=92, subsampling=0)
+        images[f"textvqa/train_images/{image_id}.jpg"] = buf.getvalue()
+        per_image[image_id] = [f"A {s['color']} {s['shape']} with the number {number} written below it.",
+                               f"The number {number} is printed under a {s['color']} {s['shape']}.",
+                               f"A {s['shape']} in {s['color']} next to the number {number}.",
+                               f"An image of a {s['color']} {s['shape']} and the number {number}.",
+                               f"The picture shows the number {number} and a {s['color']} {s['shape']}."]
+    records, caption_id = [], 0
+    for k in range(5):  # round-robin: the captions of one image are never adjacent
+        for image_id in ids:
+            caps = per_image[image_id]
+            records.append({"image_id": image_id, "image_classes": ["Shape"],
+                            "flickr_original_url": f"https://farm1.staticflickr.com/1/{image_id}_o.jpg",
+                            "flickr_300k_url": f"https://c1.staticflickr.com/1/{image_id}_z.jpg",
+                            "image_width": SIZE, "image_height": SIZE, "set_name": "train", "image_name": image_id,
+                            "image_path": f"train/{image_id}.jpg", "caption_id": caption_id,
+                            "caption_str": caps[k], "caption_tokens": ["<s>", *caps[k].lower().split(), "</s>"],
+                            "reference_strs": caps,
+                            "reference_tokens": [["<s>", *c.lower().split(), "</s>"] for c in caps]})
+            caption_id += 1
+    no_caption = rng.randrange(len(records))
+    del records[no_caption]["caption_str"]
+    return records, images, [f"caption_id {no_caption}"]
 
 
 # ---------------------------------------------------------------- putting it together
@@ -557,6 +717,10 @@ def write_demo_data(out_dir: Path, *, seed: int = 0, n_images: int = 240) -> dic
     llava, llava_notes = _llava_records(seed, coco, llava_ids)
     _write_json(out_dir / "llava/llava_instruct_demo.json", llava, indent=2)
 
+    # OK-VQA, A-OKVQA, OCR-VQA and TextCaps: each from its own random stream, so the sources above are unchanged.
+    academic = _academic_sources(out_dir, seed, coco, n_images, files)
+    broken += academic.pop("broken")
+
     for path, data in files.items():
         (out_dir / path).parent.mkdir(parents=True, exist_ok=True)
         (out_dir / path).write_bytes(data)
@@ -569,9 +733,9 @@ def write_demo_data(out_dir: Path, *, seed: int = 0, n_images: int = 240) -> dic
                    "vqav2_questions": len(questions), "vqav2_annotations": len(annotations),
                    "vqav2_test_questions": len(test_questions), "vqav2_yes_share": yes_share,
                    "gqa_questions": len(gqa_questions), "sharegpt_records": len(sharegpt),
-                   "llava_records": len(llava)},
+                   "llava_records": len(llava), **academic["counts"]},
         "broken": broken,
-        "quirks": {"sharegpt": sharegpt_notes, "llava": llava_notes,
+        "quirks": {"sharegpt": sharegpt_notes, "llava": llava_notes, **academic["quirks"],
                    "gqa": [f"n-prefixed imageIds: {sum(i.startswith('n') for i in gqa_ids)}"],
                    "vqav2": ["annotations are in a different order than questions",
                              "1-3 of the 10 answers often disagree (near colour, off-by-one, flipped yes/no)"]},
@@ -581,3 +745,52 @@ def write_demo_data(out_dir: Path, *, seed: int = 0, n_images: int = 240) -> dic
     summary["quirks"].update(regions["quirks"])
     _write_json(out_dir / "README.demo.json", summary, indent=2)
     return summary
+
+
+def _academic_sources(out_dir: Path, seed: int, coco: dict[int, Scene], n_images: int,
+                      files: dict[str, bytes]) -> dict:
+    """Write the OK-VQA, A-OKVQA, OCR-VQA and TextCaps files; add their images to `files`."""
+    rng = _stream(seed, "academic-layout")
+    ids = sorted(coco)
+    ok_scenes = {i: coco[i] for i in sorted(rng.sample(ids, max(4, len(ids) // 4)))}
+    ok_questions, ok_annotations = _okvqa_pair(seed, ok_scenes)
+    no_annotation = ok_questions[-1]["question_id"]
+    ok_annotations = [a for a in ok_annotations if a["question_id"] != no_annotation]
+    _stream(seed, "okvqa-order").shuffle(ok_annotations)
+    _write_json(out_dir / "okvqa/OpenEnded_mscoco_train2014_questions.json",
+                {"info": OKVQA_INFO, "task_type": "Open-Ended", "data_type": "mscoco", "license": VQA_LICENSE,
+                 "data_subtype": "train2014", "questions": ok_questions})
+    _write_json(out_dir / "okvqa/mscoco_train2014_annotations.json",
+                {"info": OKVQA_INFO, "license": VQA_LICENSE, "data_subtype": "train2014",
+                 "annotations": ok_annotations, "data_type": "mscoco", "question_types": OKVQA_TYPES})
+
+    aok = _aokvqa_records(seed, {i: coco[i] for i in sorted(rng.sample(ids, max(4, len(ids) // 4)))})
+    test_record = {k: v for k, v in aok.pop().items() if k not in ("correct_choice_idx", "direct_answers",
+                                                                    "rationales")}
+    _write_json(out_dir / "aokvqa/aokvqa_v1p0_train.json", aok)
+    _write_json(out_dir / "aokvqa/aokvqa_v1p0_test.json", [{**test_record, "split": "test"}])
+
+    books, covers, unknown_authors = _ocrvqa_books(seed, max(6, n_images // 10))
+    _write_json(out_dir / "ocr_vqa/dataset.json", books)
+    captions, caption_images, no_caption = _textcaps(seed, max(6, n_images // 12))
+    _write_json(out_dir / "textcaps/TextCaps_0.1_train.json",
+                {"dataset_type": "train", "dataset_name": "textcaps", "dataset_version": "0.1", "data": captions})
+    files.update(covers)
+    files.update(caption_images)
+    return {
+        "counts": {"okvqa_questions": len(ok_questions), "aokvqa_train_questions": len(aok),
+                   "aokvqa_test_questions": 1, "ocrvqa_books": len(books), "ocrvqa_questions": 5 * len(books),
+                   "textcaps_images": len(caption_images), "textcaps_captions": len(captions)},
+        "quirks": {"ocrvqa": [f"{sum(b['imageURL'].endswith(('.gif', '.png')) for b in books.values())} covers "
+                              "are GIF or PNG files saved under .jpg names, as LLaVA's download script does",
+                              "ISBN keys with leading zeros or a final X"],
+                   "textcaps": ["the 5 captions of an image are spread through the file"]},
+        "broken": [{"path": "okvqa/mscoco_train2014_annotations.json", "kind": "okvqa_question_without_annotation",
+                    "detail": f"question_id {no_annotation} has no annotation"},
+                   {"path": "aokvqa/aokvqa_v1p0_test.json", "kind": "aokvqa_test_record",
+                    "detail": "test-split record without correct_choice_idx"},
+                   {"path": "ocr_vqa/dataset.json", "kind": "ocrvqa_placeholder_author",
+                    "detail": f"book {unknown_authors[0]} has the author answer '*'"},
+                   {"path": "textcaps/TextCaps_0.1_train.json", "kind": "textcaps_record_without_caption",
+                    "detail": f"{no_caption[0]} has no caption_str"}],
+    }

@@ -185,9 +185,9 @@ def test_dry_run_prints_the_plan_and_writes_nothing(raw, tmp_path):
 
 
 def test_planned_sources_stop_the_build_unless_skipped(raw, tmp_path):
-    planned = "  - name: okvqa\n    converter: okvqa\n    planned: true\n    inputs: [RAW/none.json]\n    count: 9\n"
+    planned = "  - name: vizwiz\n    converter: vizwiz\n    planned: true\n    inputs: [RAW/none.json]\n    count: 9\n"
     path = recipe(tmp_path, raw, CHAT.format(ratio=1.0) + planned)
-    with pytest.raises(BuildError, match=r"cannot build yet: okvqa \(converter 'okvqa' not written yet\)"):
+    with pytest.raises(BuildError, match=r"cannot build yet: vizwiz \(converter 'vizwiz' not written yet\)"):
         build(path, tmp_path / "out")
     manifest = build(path, tmp_path / "out", skip_planned=True)
     assert list(manifest["sources"]) == ["chat"]

@@ -17,8 +17,8 @@ def test_every_registered_converter_has_quirk_fixtures(fixtures_path):
 
 
 def test_unknown_converter_lists_the_known_ones():
-    with pytest.raises(ConverterError, match="known converters: gqa, llava, sharegpt, vqav2"):
-        get_converter("okvqa")
+    with pytest.raises(ConverterError, match="unknown converter 'nosuch'; known converters: .*gqa, llava, .*vqav2"):
+        get_converter("nosuch")
 
 
 @pytest.mark.slow

@@ -300,4 +300,5 @@ def test_broken_images_really_are_broken(demo):
         if path.relative_to(root).as_posix() not in broken:
             with Image.open(path) as im:
                 im.load()
-                assert im.format == "JPEG" and im.mode == "RGB"
+                # OCR-VQA covers keep LLaVA's quirk: GIF and PNG files under .jpg names
+                assert (im.format, im.mode) == ("JPEG", "RGB") or path.parts[-3] == "ocr_vqa"

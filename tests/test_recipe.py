@@ -48,7 +48,7 @@ def test_a_good_recipe_resolves_paths_relative_to_its_file(tmp_path):
     (("ratio: 0.5", "ratio: 0"), "ratio must be in (0, 1], got 0"),
     (("ratio: 0.5", "count: 2.5"), "count must be a positive integer, got 2.5; for a fraction use ratio"),
     (("ratio: 0.5", "repeat: 0.5"), "repeat must be at least 1"),
-    (("converter: vqav2", "converter: okvqa"), "unknown converter 'okvqa'; known converters: gqa, llava, sharegpt, vqav2"),
+    (("converter: vqav2", "converter: vizwiz"), "unknown converter 'vizwiz'; known converters: aokvqa, gqa, llava"),
     (("inputs: [q.json]", "inputs: [missing.json]"), "missing.json: no such file or folder"),
     (("image_root: images", "image_root: nowhere"), "nowhere is not a folder"),
     (("seed: 3", "seed: three"), "'seed' must be int"),
@@ -90,7 +90,7 @@ def test_environment_variables_expand_and_an_unset_one_says_what_to_export(tmp_p
 
 
 def test_planned_sources_may_name_converters_that_do_not_exist_yet(tmp_path):
-    text = GOOD.replace("converter: vqav2", "converter: okvqa\n    planned: true").replace("[q.json]", "[nope.json]")
+    text = GOOD.replace("converter: vqav2", "converter: vizwiz\n    planned: true").replace("[q.json]", "[nope.json]")
     assert load_recipe(write(tmp_path, text)).sources[0].planned
 
 

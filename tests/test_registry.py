@@ -150,3 +150,62 @@ def test_help_and_listing_show_every_declared_option():
         for spec in cls.option_specs():
             assert f"{spec.name}={spec.allowed}" in listing
             assert f"{cid}: {spec.name}={spec.allowed}" in help_text
+
+
+def test_demo_data_of_the_academic_sources_builds_in_llavas_image_layout(tmp_path):
+    """okvqa/aokvqa under coco/, ocrvqa under ocr_vqa/ (GIF and PNG covers named .jpg), textcaps under textvqa/."""
+    import json
+
+    from datamix.build import build
+    from datamix.demo import write_demo_data
+
+    raw = tmp_path / "raw"
+    summary = write_demo_data(raw, seed=2, n_images=48)
+    (tmp_path / "r.yaml").write_text(f"""
+name: academic
+seed: 0
+sources:
+  - {{name: okvqa, converter: okvqa, inputs: [{raw}/okvqa], image_root: {raw}/coco, ratio: 1.0}}
+  - {{name: aokvqa, converter: aokvqa, inputs: [{raw}/aokvqa], image_root: {raw}/coco, ratio: 1.0}}
+  - {{name: ocrvqa, converter: ocrvqa, inputs: [{raw}/ocr_vqa/dataset.json], image_root: {raw}/ocr_vqa, ratio: 1.0}}
+  - {{name: textcaps, converter: textcaps, inputs: [{raw}/textcaps], image_root: {raw}/textvqa, ratio: 1.0}}
+max_reject_ratio: 0.5
+""")
+    manifest = build(tmp_path / "r.yaml", tmp_path / "mix", echo=lambda *a, **k: None)
+    written = {name: s["written"] for name, s in manifest["sources"].items()}
+    counts = summary["counts"]
+    assert written["ocrvqa"] == counts["ocrvqa_books"]  # every cover, GIF and PNG content included
+    assert written["textcaps"] == counts["textcaps_images"]
+    assert 0 < written["okvqa"] and 0 < written["aokvqa"]  # a few demo COCO images are broken on purpose
+    rejects = [json.loads(line) for line in (tmp_path / "mix" / "rejects.jsonl").read_text().splitlines()]
+    image_rejects = {r["source"] for r in rejects if r["stage"] != "convert"}
+    assert image_rejects and image_rejects <= {"okvqa", "aokvqa"}  # only where the broken COCO files are
+
+
+def test_demo_data_of_the_academic_sources_rejects_only_what_is_broken_on_purpose(tmp_path, convert):
+    import json
+
+    from datamix.demo import CORNERS, write_demo_data
+
+    raw = tmp_path / "raw"
+    summary = write_demo_data(raw, seed=4, n_images=48)
+    kinds = {b["kind"] for b in summary["broken"]}
+    assert {"okvqa_question_without_annotation", "aokvqa_test_record", "ocrvqa_placeholder_author",
+            "textcaps_record_without_caption"} <= kinds
+    ok, _, ok_ledger = convert("okvqa", raw / "okvqa")
+    aok, _, aok_ledger = convert("aokvqa", raw / "aokvqa")
+    books, _, book_ledger = convert("ocrvqa", raw / "ocr_vqa")
+    caps, _, cap_ledger = convert("textcaps", raw / "textcaps")
+    assert ok_ledger.by_reason() == {"no_answer": 1} and aok_ledger.by_reason() == {"no_answer": 1}
+    assert book_ledger.by_reason() == {"placeholder_answer": 1} and cap_ledger.by_reason() == {"no_caption": 1}
+    counts = summary["counts"]
+    assert len(aok) == 4 * counts["aokvqa_train_questions"]
+    assert len(books) == counts["ocrvqa_books"] and len(caps) == counts["textcaps_images"]
+    # OK-VQA answers come from the pictures: the corners of the named shape
+    scenes = json.loads((raw / "scenes.demo.json").read_text())
+    for sample in ok.values():
+        shapes = scenes["coco/" + sample.images[0]]
+        for human, gpt in zip(sample.conversations[0::2], sample.conversations[1::2]):
+            if "corners does the" in human["value"]:
+                color = human["value"].split("the ")[1].split(" shape")[0]
+                assert gpt["value"] in {CORNERS[s["shape"]] for s in shapes if s["color"] == color}

@@ -18,7 +18,8 @@ def demo_data(
     seed: Annotated[int, typer.Option(help="Same seed, byte-identical files.")] = 0,
     n_images: Annotated[int, typer.Option(help="Number of generated images (at least 24).")] = 240,
 ) -> None:
-    """Write demo VQAv2, GQA, ShareGPT and LLaVA files (official formats, a few deliberately broken records)."""
+    """Write demo VQAv2, GQA, ShareGPT, LLaVA, OK-VQA, A-OKVQA, OCR-VQA and TextCaps files (official formats,
+    a few deliberately broken records)."""
     from datamix.demo import write_demo_data
 
     if out_dir.exists() and any(out_dir.iterdir()):

@@ -49,7 +49,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from datamix.converters.base import Converter
+from datamix.converters.base import Converter, gc_paused
 from datamix.converters.options import option
 from datamix.converters.qa import merge_per_image
 from datamix.converters.regions import (DEFAULT_SEED, FORMAT_RULE, SALT_SENTENCE, BoxFrame, clean_text,
@@ -126,10 +126,12 @@ class RefCOCO(Converter):
         if opts.max_turns < 1:
             raise ConverterError(f"refcoco: option 'max_turns' must be at least 1, got {opts.max_turns}")
         pairs = pair_files(files)
-        refs = [(path, dataset, load_refs(path)) for path, dataset, _ in pairs]
-        ledger.records_in += sum(len(raws) for _, _, raws in refs)
-        instances = {inst: load_instances(inst) for _, _, inst in pairs}
-        rows = self._rows(refs, {path: instances[inst] for path, _, inst in pairs}, splits, ledger)
+        with gc_paused():  # millions of small objects (refs, sentences, tokens, annotations): see base.gc_paused
+            refs = [(path, dataset, load_refs(path)) for path, dataset, _ in pairs]
+            ledger.records_in += sum(len(raws) for _, _, raws in refs)
+            instances = {inst: load_instances(inst) for _, _, inst in pairs}
+            rows = self._rows(refs, {path: instances[inst] for path, _, inst in pairs}, splits, ledger)
+            del refs, instances
         rows = normalize_boxes(rows, BoxFrame(opts.box_frame))
         rows = self._reject_boxes(rows, ledger)
         ledger.records_out += rows.height

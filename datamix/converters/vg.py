@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from datamix.converters.base import Converter
+from datamix.converters.base import Converter, gc_paused
 from datamix.converters.options import option
 from datamix.converters.qa import merge_per_image, reject_rows
 from datamix.converters.regions import (DEFAULT_SEED, FORMAT_RULE, SALT_SAMPLE, BoxFrame, clean_text,
@@ -112,7 +112,9 @@ class VG(Converter):
         if self.options.regions_per_image < 1:
             raise ConverterError(f"vg: option 'regions_per_image' must be at least 1, got {self.options.regions_per_image}")
         region_files, image_files = _classify(files)
-        images = pl.concat([load_image_data(f) for f in image_files]).unique(
+        with gc_paused():  # 108K image records: see base.gc_paused
+            images = pl.concat([load_image_data(f) for f in image_files])
+        images = images.unique(
             "image_id", keep="first", maintain_order=True).with_columns(_in_image_data=pl.lit(True))
         entries, regions = [], []
         for path in progress(region_files, "vg: parsing", unit="file"):
@@ -326,7 +328,11 @@ def load_region_descriptions(path: Path, ledger: Ledger, first_entry: int) -> tu
     if table is None:
         items = read_list_table(path, ENTRY_TYPE)
         table = pa.Table.from_struct_array(items.flatten()) if items is not None else None
-    entries, regions = _from_arrow(table) if table is not None else _from_python(path, ledger)
+    if table is not None:
+        entries, regions = _from_arrow(table)
+    else:
+        with gc_paused():  # every region a Python object: see base.gc_paused
+            entries, regions = _from_python(path, ledger)
     del table
     pa.default_memory_pool().release_unused()
     shift = pl.col("entry") + first_entry
