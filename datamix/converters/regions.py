@@ -29,7 +29,6 @@ sampling do not depend on input order, platform or run, and the rule is written 
 from __future__ import annotations
 
 from enum import Enum
-from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -93,25 +92,28 @@ def box_strings(x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray) 
     return format_boxes(np.stack([hundredths(v) for v in (x1, y1, x2, y2)], axis=1))
 
 
-class Boxes(NamedTuple):
-    coords: np.ndarray  # (n, 4) int16 hundredths of x1, y1, x2, y2, each in 0..100
-    problem: np.ndarray  # int8: 0 = usable, else a key of BOX_PROBLEMS
-    clipped: np.ndarray  # bool: the box stuck out of the image and was clipped
-
-
-def normalized_boxes(x, y, w, h, width, height, box_frame: BoxFrame) -> Boxes:
-    """Pixel `[x, y, w, h]` boxes on images of `width` x `height` (arrays; NaN = missing) -> Boxes.
-
-    Coordinates are clipped to the image before normalising, so every value is in [0, 1].
-    """
+def box_problems(x, y, w, h, width, height) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel `[x, y, w, h]` boxes on `width` x `height` images (arrays; NaN = missing) ->
+    (problem: int8, 0 = usable else a key of BOX_PROBLEMS; clipped: bool, a usable box that sticks out)."""
     x, y, w, h, width, height = (np.asarray(v, dtype=np.float64) for v in (x, y, w, h, width, height))
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore"):
         x1, y1 = np.clip(x, 0, width), np.clip(y, 0, height)
         x2, y2 = np.clip(x + w, 0, width), np.clip(y + h, 0, height)
         clipped = (x1 != x) | (y1 != y) | (x2 != x + w) | (y2 != y + h)
         bad_size = ~((width > 0) & (height > 0))
         not_positive = ~((w > 0) & (h > 0) & np.isfinite(x) & np.isfinite(y))  # NaN: a missing coordinate
         outside = ~((x2 > x1) & (y2 > y1))
+    problem = np.zeros(len(x), dtype=np.int8)  # later assignments win: the most basic problem is reported
+    problem[outside], problem[not_positive], problem[bad_size] = 1, 2, 3
+    return problem, clipped & (problem == 0)
+
+
+def box_hundredths(x, y, w, h, width, height, box_frame: BoxFrame) -> np.ndarray:
+    """(n, 4) int16 hundredths of the normalised `x1, y1, x2, y2` of usable boxes, clipped to the image first."""
+    x, y, w, h, width, height = (np.asarray(v, dtype=np.float64) for v in (x, y, w, h, width, height))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x1, y1 = np.clip(x, 0, width), np.clip(y, 0, height)
+        x2, y2 = np.clip(x + w, 0, width), np.clip(y + h, 0, height)
         if box_frame is BoxFrame.square:
             side = np.maximum(width, height)
             # expand2square: paste offset (side - W) // 2 on x, (side - H) // 2 on y (integer division)
@@ -119,19 +121,16 @@ def normalized_boxes(x, y, w, h, width, height, box_frame: BoxFrame) -> Boxes:
             norm = ((x1 + off_x) / side, (y1 + off_y) / side, (x2 + off_x) / side, (y2 + off_y) / side)
         else:
             norm = (x1 / width, y1 / height, x2 / width, y2 / height)
-        coords = np.stack([hundredths(np.nan_to_num(np.clip(v, 0.0, 1.0))) for v in norm], axis=1)
-    problem = np.zeros(len(x), dtype=np.int8)  # later assignments win: the most basic problem is reported
-    problem[outside], problem[not_positive], problem[bad_size] = 1, 2, 3
-    return Boxes(coords, problem, clipped & (problem == 0))
+        return np.stack([hundredths(np.nan_to_num(np.clip(v, 0.0, 1.0))) for v in norm], axis=1)
 
 
 def normalize_boxes(frame: pl.DataFrame, box_frame: BoxFrame) -> pl.DataFrame:
     """Columns `x, y, w, h, width, height` -> `box` string, `box_status` (null or a reason), `clipped`."""
-    col = {name: frame[name].cast(pl.Float64).fill_null(np.nan).to_numpy() for name in
-           ("x", "y", "w", "h", "width", "height")}
-    boxes = normalized_boxes(col["x"], col["y"], col["w"], col["h"], col["width"], col["height"], box_frame)
-    status = pl.Series(boxes.problem).replace_strict(BOX_PROBLEMS, default=None, return_dtype=pl.Utf8)
-    return frame.with_columns(box=format_boxes(boxes.coords), box_status=status, clipped=pl.Series(boxes.clipped))
+    cols = [frame[name].cast(pl.Float64).fill_null(np.nan).to_numpy() for name in ("x", "y", "w", "h", "width", "height")]
+    problem, clipped = box_problems(*cols)
+    status = pl.Series(problem).replace_strict(BOX_PROBLEMS, default=None, return_dtype=pl.Utf8)
+    return frame.with_columns(box=format_boxes(box_hundredths(*cols, box_frame)), box_status=status,
+                              clipped=pl.Series(clipped))
 
 
 def clean_text(text: pl.Expr) -> pl.Expr:

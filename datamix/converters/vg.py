@@ -44,8 +44,8 @@ import pyarrow.json as pa_json
 from datamix.converters.base import Converter, gc_paused
 from datamix.converters.options import option
 from datamix.converters.qa import merge_per_image, reject_rows
-from datamix.converters.regions import (DEFAULT_SEED, FORMAT_RULE, SALT_SAMPLE, BoxFrame, clean_text,
-                                        format_boxes, grounding_turns, mix64, normalized_boxes)
+from datamix.converters.regions import (DEFAULT_SEED, FORMAT_RULE, SALT_SAMPLE, BoxFrame, box_hundredths,
+                                        box_problems, clean_text, format_boxes, grounding_turns, mix64)
 from datamix.errors import ConverterError
 from datamix.jsonio import convert_record, decode_any, decode_typed, read_bytes, read_list_table
 from datamix.ledger import Ledger
@@ -124,13 +124,14 @@ class VG(Converter):
         entry_rows = pl.concat(entries)
         ledger.records_in += entry_rows.height
         kept = self._reject_entries(entry_rows.join(images, on="image_id", how="left"), ledger)
-        examined, regions = self._examine(pl.concat(regions), kept, entry_rows.height)
+        regions = pl.concat(regions)
+        examined, width, height = self._examine(regions, kept, entry_rows.height)
         counts = self._counts(examined, kept)
         self._reject_without_regions(kept, counts, ledger)
         sampled = examined.filter(pl.col("drop") == 0, pl.col("rank") < self.options.regions_per_image)
         ledger.records_out += counts.filter(pl.col("usable") > 0).height
         if sampled.height:
-            yield self._to_table(sampled, regions, kept, counts)
+            yield self._to_table(sampled, regions, width, height, kept, counts)
 
     # ------------------------------------------------------------------ images (ledger records)
 
@@ -155,11 +156,12 @@ class VG(Converter):
     # ------------------------------------------------------------------ regions (counted in meta)
 
     def _examine(self, regions: pl.DataFrame, kept: pl.DataFrame,
-                 n_entries: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """Every region of a kept image: drop code, and rank among the image's usable regions (seeded order).
+                 n_entries: int) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+        """Every region: drop code, and rank among its image's usable regions (seeded order).
 
-        Returns that, in (image, seeded) order, and the regions it indexes by `row`.
-        Mostly numpy over the 5.4M regions of the real file; strings are touched only to test and hash them.
+        Returns that frame, in (image, seeded) order with `row` indexing `regions`, and per entry the image
+        width and height. Numpy over the 5.4M regions of the real file; strings are only tested and hashed,
+        nothing is copied, and rows of rejected images are only marked.
         """
         index = kept["entry"].to_numpy()
         keep = np.zeros(n_entries, dtype=bool)
@@ -167,33 +169,31 @@ class VG(Converter):
         width, height = np.full(n_entries, np.nan), np.full(n_entries, np.nan)
         width[index] = kept["width"].fill_null(np.nan).to_numpy()
         height[index] = kept["height"].fill_null(np.nan).to_numpy()
-        regions = regions.filter(pl.Series(keep[regions["entry"].to_numpy()]))
         entry = regions["entry"].to_numpy()
-        boxes = normalized_boxes(*(regions[c].fill_null(np.nan).to_numpy() for c in ("x", "y", "w", "h")),
-                                 width[entry], height[entry], BoxFrame(self.options.box_frame))
+        problem, clipped = box_problems(*(regions[c].fill_null(np.nan).to_numpy() for c in ("x", "y", "w", "h")),
+                                        width[entry], height[entry])
         ids = regions["region_id"]
-        phrase = regions["phrase"].str.strip_chars()
+        # case-, space- and final-period-insensitive phrase identity (for the duplicate check), and emptiness
+        phrase = regions.select(stripped=pl.col("phrase").str.strip_chars()).select(
+            empty=pl.col("stripped").is_null() | (pl.col("stripped").str.len_bytes() == 0),
+            key=pl.col("stripped").str.strip_chars_end(". ").str.to_lowercase().hash(seed=0))
         drop = np.zeros(regions.height, dtype=np.int8)  # later assignments win: DROPS lists the most basic first
-        for problem, code in ((1, "box_outside_image"), (2, "degenerate_box"), (3, "bad_image_size")):
-            drop[boxes.problem == problem] = DROP_CODE[code]
+        for box_problem, code in ((1, "box_outside_image"), (2, "degenerate_box"), (3, "bad_image_size")):
+            drop[problem == box_problem] = DROP_CODE[code]
         drop[regions["phrase"].str.contains("<image>", literal=True).fill_null(False).to_numpy()] = \
             DROP_CODE["image_token_in_text"]
-        drop[(phrase.is_null() | (phrase.str.len_bytes() == 0)).to_numpy()] = DROP_CODE["empty_phrase"]
+        drop[phrase["empty"].to_numpy()] = DROP_CODE["empty_phrase"]
         drop[ids.is_null().to_numpy()] = DROP_CODE["missing_region_id"]
-        sample_key = mix64(ids.fill_null(0).to_numpy(), self.options.seed, SALT_SAMPLE)
-        order = _order_within(entry, sample_key)
-        frame = pl.DataFrame({
-            "entry": entry[order], "row": order, "drop": drop[order], "clipped": boxes.clipped[order],
-            # case-, space- and final-period-insensitive phrase identity, for the duplicate check
-            "phrase_key": phrase.str.strip_chars_end(". ").str.to_lowercase().hash(seed=0).gather(order),
-            **{f"b{i}": boxes.coords[order, i] for i in range(4)},
-        })
+        drop[~keep[entry]] = IMAGE_REJECTED
+        order = _order_within(entry, mix64(ids.fill_null(0).to_numpy(), self.options.seed, SALT_SAMPLE))
+        frame = pl.DataFrame({"entry": entry[order], "row": order, "drop": drop[order],
+                              "clipped": clipped[order], "phrase_key": phrase["key"].gather(order)})
         usable = pl.col("drop") == 0
         first = pl.struct("entry", "phrase_key", usable.alias("_usable")).is_first_distinct()
         frame = frame.with_columns(drop=pl.when(usable & ~first).then(pl.lit(DROP_CODE["duplicate_phrase"], pl.Int8))
-                                   .otherwise(pl.col("drop")))
+                                   .otherwise(pl.col("drop"))).drop("phrase_key")
         is_usable = (frame["drop"] == 0).to_numpy()
-        return frame.with_columns(rank=pl.Series(_rank_within(frame["entry"].to_numpy(), is_usable))), regions
+        return frame.with_columns(rank=pl.Series(_rank_within(frame["entry"].to_numpy(), is_usable))), width, height
 
     def _counts(self, examined: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame:
         """Per kept image: in = sampled + not_sampled + every dropped_* count, and how many sampled were clipped."""
@@ -216,13 +216,14 @@ class VG(Converter):
 
     # ------------------------------------------------------------------ output
 
-    def _to_table(self, sampled: pl.DataFrame, regions: pl.DataFrame, kept: pl.DataFrame,
-                  counts: pl.DataFrame) -> pa.Table:
-        rows = sampled.with_columns(
-            region_id=regions["region_id"].gather(sampled["row"]),
-            text=clean_text(regions["phrase"].gather(sampled["row"])),
-            box=format_boxes(sampled.select("b0", "b1", "b2", "b3").to_numpy()),
-        )
+    def _to_table(self, sampled: pl.DataFrame, regions: pl.DataFrame, width: np.ndarray, height: np.ndarray,
+                  kept: pl.DataFrame, counts: pl.DataFrame) -> pa.Table:
+        picked = regions[sampled["row"].to_numpy()]
+        entry = picked["entry"].to_numpy()
+        coords = box_hundredths(*(picked[c].to_numpy() for c in ("x", "y", "w", "h")), width[entry], height[entry],
+                                BoxFrame(self.options.box_frame))
+        rows = sampled.with_columns(region_id=picked["region_id"], text=clean_text(picked["phrase"]),
+                                    box=format_boxes(coords))
         rows = grounding_turns(rows.with_columns(format_key=pl.col("region_id")), seed=self.options.seed)
         count_fields = ["in", "sampled", "not_sampled", "clipped", *(f"dropped_{code}" for code in DROPS)]
         per_image = kept.select("entry", "image_id", "image_path").join(
@@ -246,6 +247,7 @@ class VG(Converter):
 
 
 DROP_CODE = {code: i + 1 for i, code in enumerate(DROPS)}
+IMAGE_REJECTED = 127  # a region of an image the ledger already rejected: never sampled, never counted
 
 
 def _order_within(entry: np.ndarray, key: np.ndarray) -> np.ndarray:
@@ -371,12 +373,15 @@ def _read_as_lines(path: Path) -> pa.Table | None:
 
 
 def _first_non_space(data: bytearray) -> int | None:
-    stripped = len(data) - len(data.lstrip())
-    return stripped if stripped < len(data) else None
+    """Index of the first non-whitespace byte (looked up in the head only: no copy of a 700 MB buffer)."""
+    head = bytes(data[:4096])
+    stripped = len(head) - len(head.lstrip())
+    return stripped if stripped < len(head) else None
 
 
 def _last_non_space(data: bytearray) -> int:
-    return len(data.rstrip()) - 1
+    tail = bytes(data[-4096:])
+    return len(data) - (len(tail) - len(tail.rstrip())) - 1
 
 
 def _from_arrow(table: pa.Table) -> tuple[pl.DataFrame, pl.DataFrame]:
