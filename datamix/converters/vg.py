@@ -199,20 +199,20 @@ class VG(Converter):
         """Per kept image: in = sampled + not_sampled + every dropped_* count, and how many sampled were clipped."""
         k = self.options.regions_per_image
         entry = examined["entry"].to_numpy()
-        drop = examined["drop"].to_numpy()
+        drop = examined["drop"].to_numpy().astype(np.int64)
         index = kept["entry"].to_numpy()
-        size = int(index.max()) + 1 if len(index) else 0
-
-        def per_entry(weights: np.ndarray | None = None) -> np.ndarray:
-            return np.bincount(entry, weights=weights, minlength=size)[index].astype(np.int64)
-
-        usable = per_entry(drop == 0)
+        n_codes = IMAGE_REJECTED + 1
+        size = int(max(entry.max(initial=-1), index.max(initial=-1))) + 1
+        # one pass: the (entry, drop code) histogram
+        by_code = np.bincount(entry * n_codes + drop, minlength=size * n_codes).reshape(size, n_codes)[index]
+        usable = by_code[:, 0]
         sampled = np.minimum(usable, k)
-        in_sample = (drop == 0) & (examined["rank"].to_numpy() < k)
+        in_sample = (drop == 0) & (examined["rank"].to_numpy() < k) & examined["clipped"].to_numpy()
+        clipped = np.bincount(entry[in_sample], minlength=size)[index]
         return pl.DataFrame({
-            "entry": index, "usable": usable, "in": per_entry(), "sampled": sampled, "not_sampled": usable - sampled,
-            "clipped": per_entry(examined["clipped"].to_numpy() & in_sample),
-            **{f"dropped_{code}": per_entry(drop == DROP_CODE[code]) for code in DROPS}})
+            "entry": index, "usable": usable, "in": by_code.sum(axis=1), "sampled": sampled,
+            "not_sampled": usable - sampled, "clipped": clipped,
+            **{f"dropped_{code}": by_code[:, DROP_CODE[code]] for code in DROPS}})
 
     # ------------------------------------------------------------------ output
 
@@ -247,7 +247,7 @@ class VG(Converter):
 
 
 DROP_CODE = {code: i + 1 for i, code in enumerate(DROPS)}
-IMAGE_REJECTED = 127  # a region of an image the ledger already rejected: never sampled, never counted
+IMAGE_REJECTED = len(DROPS) + 1  # a region of an image the ledger already rejected: never sampled, never counted
 
 
 def _order_within(entry: np.ndarray, key: np.ndarray) -> np.ndarray:
