@@ -127,11 +127,10 @@ class RefCOCO(Converter):
             raise ConverterError(f"refcoco: option 'max_turns' must be at least 1, got {opts.max_turns}")
         pairs = pair_files(files)
         with gc_paused():  # millions of small objects (refs, sentences, tokens, annotations): see base.gc_paused
-            refs = [(path, dataset, load_refs(path)) for path, dataset, _ in pairs]
-            ledger.records_in += sum(len(raws) for _, _, raws in refs)
+            parsed = [parsed_ref for path, dataset, _ in pairs for parsed_ref in self._parse(path, dataset, ledger)]
             instances = {inst: load_instances(inst) for _, _, inst in pairs}
-            rows = self._rows(refs, {path: instances[inst] for path, _, inst in pairs}, splits, ledger)
-            del refs, instances
+            rows = self._rows(parsed, {path: instances[inst] for path, _, inst in pairs}, splits, ledger)
+            del parsed, instances
         rows = normalize_boxes(rows, BoxFrame(opts.box_frame))
         rows = self._reject_boxes(rows, ledger)
         ledger.records_out += rows.height
@@ -140,15 +139,25 @@ class RefCOCO(Converter):
 
     # ------------------------------------------------------------------ refs -> one row per usable ref
 
-    def _rows(self, refs: list, instances: dict, splits: set[str], ledger: Ledger) -> pl.DataFrame:
-        parsed = []  # (path, dataset, label, ref or None, reason or None, texts, sent_ids)
+    @staticmethod
+    def _parse(path: Path, dataset: str, ledger: Ledger) -> list[tuple]:
+        """(path, dataset, label, Ref or None, reason or None, texts, sent_ids) per ref of one refs file.
+
+        The raw refs (with their token lists) are dropped as soon as they are typed, one file at a time.
+        """
+        raws = load_refs(path)
+        ledger.records_in += len(raws)
+        labels = [ref_label(raw, i) for i, raw in enumerate(raws)]
+        typed = typed_refs(raws)
+        del raws
+        return [(path, dataset, label, ref, reason, *(sentences_of(ref) if ref is not None else ([], [])))
+                for label, (ref, reason) in zip(labels, typed)]
+
+    def _rows(self, parsed: list[tuple], instances: dict, splits: set[str], ledger: Ledger) -> pl.DataFrame:
         copies: dict[tuple, list[str]] = defaultdict(list)  # content key -> the split of every copy
-        for path, dataset, raws in refs:
-            for i, (raw, (ref, reason)) in enumerate(zip(raws, typed_refs(raws))):
-                texts, sent_ids = sentences_of(ref) if ref is not None else ([], [])
-                parsed.append((path, dataset, ref_label(raw, i), ref, reason, texts, sent_ids))
-                if not reason:
-                    copies[(ref.ann_id, tuple(texts))].append(str(ref.split))
+        for _, _, _, ref, reason, texts, _ in parsed:
+            if not reason:
+                copies[(ref.ann_id, tuple(texts))].append(str(ref.split))
         seen: set[tuple] = set()
         columns: dict[str, list] = {name: [] for name in ROW_ARROW_SCHEMA.names}
         for path, dataset, label, ref, reason, texts, sent_ids in parsed:
@@ -172,8 +181,9 @@ class RefCOCO(Converter):
         if key in seen:
             return "duplicate_ref: the same ann_id and sentences were given earlier (another splitBy file?)"
         seen.add(key)
-        other = sorted({s for s in copies[key] if s not in splits})
+        other = [s for s in copies[key] if s not in splits]
         if other:
+            other = sorted(set(other))
             where = ref.split if ref.split not in splits else f"{ref.split}, but a copy is in {', '.join(other)}"
             return f"split_not_selected: {where} (evaluation data unless chosen with the splits option)"
         if ref.ann_id is None or ref.ann_id not in instances.annotations:
@@ -255,13 +265,17 @@ def typed_refs(raws: list) -> list[tuple[Ref | None, str | None]]:
 
 def sentences_of(ref: Ref) -> tuple[list[str], list[int | None]]:
     """The non-empty expressions of a ref in sent_id order (`sent`, else `raw`), and their sent_ids."""
-    texts, ids = [], []
-    for s in sorted(ref.sentences or [], key=lambda s: (s.sent_id is None, s.sent_id or 0)):
-        text = next((t for t in (s.sent, s.raw) if isinstance(t, str) and t.strip()), "")
+    sentences = ref.sentences or []
+    ids = [s.sent_id for s in sentences]
+    if None in ids or ids != sorted(ids):  # the files list them in order; sort only when they do not
+        sentences = sorted(sentences, key=lambda s: (s.sent_id is None, s.sent_id or 0))
+    texts, kept = [], []
+    for s in sentences:
+        text = s.sent if s.sent and not s.sent.isspace() else s.raw if s.raw and not s.raw.isspace() else ""
         if text:
             texts.append(text)
-            ids.append(s.sent_id)
-    return texts, ids
+            kept.append(s.sent_id)
+    return texts, kept
 
 
 def ref_label(raw: object, index: int) -> str:
