@@ -280,7 +280,8 @@ def _source_paths(item: dict, base: Path, where: str, errors: _Errors, check: bo
             errors.add(where, "missing 'inputs': the official files, folders or globs to convert")
         else:
             patterns = [p for p in (_path(v, base, where, errors) for v in raw_inputs) if p is not None]
-            inputs = _existing_inputs(patterns, _suffixes(item.get("converter")), where, errors) if check else tuple(patterns)
+            suffixes = _suffixes(item.get("converter"))  # a converter may read more than JSON (refs pickles)
+            inputs = _existing_inputs(patterns, suffixes, where, errors) if check else tuple(patterns)
     parquet = _path(item["parquet"], base, where, errors) if item.get("parquet") is not None else None
     if check and parquet is not None and not parquet.is_file():
         errors.add(where, f"parquet file {parquet} does not exist; run `datamix convert` first")

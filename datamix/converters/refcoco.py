@@ -222,7 +222,7 @@ class RefCOCO(Converter):
         turns = grounding_turns(turns.sort(["dataset", "image_id", "ref_id", "index"]), seed=opts.seed)
         segment = (pl.int_range(pl.len()).over("dataset", "image_id") // opts.max_turns)
         turns = turns.with_columns(segment=segment).with_columns(
-            image_key=pl.col("dataset") + "/" + pl.col("image_id").cast(pl.Utf8) + "_" + pl.col("segment").cast(pl.Utf8),
+            image_key=pl.concat_str("dataset", pl.lit("/"), "image_id", pl.lit("_"), "segment"),
             image_key_first=pl.col("image_id").cast(pl.Utf8),
             ref_key_str=pl.col("ref_id").cast(pl.Utf8), ann_key=pl.col("ann_id").cast(pl.Utf8),
             sent_key=pl.col("sent_id").cast(pl.Utf8),

@@ -126,7 +126,8 @@ def box_hundredths(x, y, w, h, width, height, box_frame: BoxFrame) -> np.ndarray
 
 def normalize_boxes(frame: pl.DataFrame, box_frame: BoxFrame) -> pl.DataFrame:
     """Columns `x, y, w, h, width, height` -> `box` string, `box_status` (null or a reason), `clipped`."""
-    cols = [frame[name].cast(pl.Float64).fill_null(np.nan).to_numpy() for name in ("x", "y", "w", "h", "width", "height")]
+    cols = [frame[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
+            for name in ("x", "y", "w", "h", "width", "height")]
     problem, clipped = box_problems(*cols)
     status = pl.Series(problem).replace_strict(BOX_PROBLEMS, default=None, return_dtype=pl.Utf8)
     return frame.with_columns(box=format_boxes(box_hundredths(*cols, box_frame)), box_status=status,
