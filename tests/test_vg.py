@@ -198,3 +198,18 @@ def test_entries_with_id_first_take_the_whole_file_reader_and_convert_the_same(c
     (tmp_path / "in/image_data.json").write_bytes((fixtures_path / "vg/v1_2/image_data.json").read_bytes())
     other, _, _ = convert("vg", tmp_path / "in")
     assert {k: v.to_dict() for k, v in base.items()} == {k: v.to_dict() for k, v in other.items()}
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 16, 17, 1 << 22])
+def test_entries_stream_as_lines_whatever_the_chunk_size(fixtures_path, tmp_path, monkeypatch, chunk):
+    from datamix.converters import vg
+
+    text = "  \n" + json.dumps([{"regions": [{"phrase": 'a }, {"b'}], "id": i} for i in range(5)]) + " \n\n"
+    path = tmp_path / "r.json"
+    path.write_text(text)
+    monkeypatch.setattr(vg._SeamsToLines, "CHUNK", chunk)
+    monkeypatch.setattr(vg._SeamsToLines, "HOLD", 20)
+    with vg._SeamsToLines(path, vg.ENTRY_SEAMS[0]) as stream:
+        out = b"".join(iter(lambda: stream.read(7), b""))
+    lines = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+    assert [e["id"] for e in lines] == list(range(5)) and len(out) == len(text)

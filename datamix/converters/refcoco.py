@@ -31,6 +31,9 @@ split scheme cannot leak another scheme's test images. Rejections: `split_not_se
 `no_annotation`, `no_image`, `image_id_mismatch`, `not_coco_image` (refclef), `no_sentences`,
 `degenerate_box`/`box_outside_image`, `malformed_record`. Image paths: `train2017/%012d.jpg`
 (`coco_naming=2017`, LLaVA-1.5's `coco/train2017/`) or `train2014/COCO_train2014_%012d.jpg` (2014).
+
+Box frame (`box_frame`): `square` by default, the expand2square image LLaVA-1.5's stage 2 shows the model, as
+for VG; LLaVA's released file used the original image for RefCOCO (`box_frame=original`). See `regions.py`.
 """
 
 from __future__ import annotations

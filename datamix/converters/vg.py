@@ -32,6 +32,7 @@ place (entries start with `{"regions": [`) and parsed on every core; any other l
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Iterator
@@ -357,40 +358,74 @@ ENTRY_SEAMS = (b'}, {"regions": [', b'},{"regions":[')
 
 
 def _read_as_lines(path: Path) -> pa.Table | None:
-    """The fast path: the list turned into JSON Lines in place (the comma at each entry seam becomes a newline),
-    so Arrow parses it in blocks on every core. None when the file has no such seams (other key order) or the
-    lines do not parse (a seam inside a string would leave one unterminated): the caller reads it whole.
+    """The fast path: the list streamed to Arrow as JSON Lines (the comma at each entry seam becomes a newline),
+    parsed in blocks on every core without the whole file in memory. None when the file has no such seams
+    (another key order) or the lines do not parse (a seam inside a string would leave one unterminated): the
+    caller then reads it whole.
     """
     with open(path, "rb") as f:
-        data = bytearray(os.fstat(f.fileno()).st_size)
-        f.readinto(data)
-    first, last = _first_non_space(data), _last_non_space(data)
-    seam = next((s for s in ENTRY_SEAMS if data.find(s) >= 0), None)
-    if first is None or data[first] != ord("[") or data[last] != ord("]") or seam is None:
+        head = f.read(1 << 16)
+        f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+        tail = f.read()
+    seam = next((s for s in ENTRY_SEAMS if s in head), None)
+    if not head.lstrip().startswith(b"[") or not tail.rstrip().endswith(b"]") or seam is None:
         return None
-    data[first], data[last] = ord(" "), ord(" ")
-    at = data.find(seam)
-    while at >= 0:
-        data[at + 1] = ord("\n")
-        at = data.find(seam, at + len(seam))
     options = pa_json.ReadOptions(block_size=1 << 24, use_threads=True)
     parse = pa_json.ParseOptions(explicit_schema=pa.schema(list(ENTRY_TYPE)), unexpected_field_behavior="ignore")
-    try:
-        return pa_json.read_json(pa.BufferReader(pa.py_buffer(data)), read_options=options, parse_options=parse)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        return None
+    with io.BufferedReader(_SeamsToLines(path, seam), buffer_size=1 << 22) as stream:
+        try:
+            return pa_json.read_json(stream, read_options=options, parse_options=parse)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            return None
 
 
-def _first_non_space(data: bytearray) -> int | None:
-    """Index of the first non-whitespace byte (looked up in the head only: no copy of a 700 MB buffer)."""
-    head = bytes(data[:4096])
-    stripped = len(head) - len(head.lstrip())
-    return stripped if stripped < len(head) else None
+class _SeamsToLines(io.RawIOBase):
+    """A JSON list file read as JSON Lines: the outer brackets become spaces, each seam's comma a newline.
 
+    Every change keeps the length, so the file is streamed in chunks; the end of what was read is held back
+    until more comes, for a seam that straddles two chunks and for the closing bracket.
+    """
 
-def _last_non_space(data: bytearray) -> int:
-    tail = bytes(data[-4096:])
-    return len(data) - (len(tail) - len(tail.rstrip())) - 1
+    CHUNK = 1 << 22
+    HOLD = 4096  # > len(seam): a seam across chunks is found; the caller saw "]" in the file's last 4096 bytes
+
+    def __init__(self, path: Path, seam: bytes):
+        self._file = open(path, "rb")  # noqa: SIM115 - closed with the stream
+        self._seam = seam
+        self._pending = bytearray()
+        self._started = self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._done and len(self._pending) < len(buffer) + self.HOLD:
+            chunk = self._file.read(self.CHUNK)
+            if not chunk:
+                self._done = True
+                end = len(self._pending.rstrip()) - 1  # the closing bracket
+                if end >= 0:
+                    self._pending[end] = ord(" ")
+                break
+            if not self._started and chunk.strip():
+                self._started = True
+                chunk = bytearray(chunk)
+                chunk[len(chunk) - len(chunk.lstrip())] = ord(" ")  # the opening bracket
+            start = max(0, len(self._pending) - len(self._seam) + 1)
+            self._pending += chunk
+            at = self._pending.find(self._seam, start)
+            while at >= 0:
+                self._pending[at + 1] = ord("\n")
+                at = self._pending.find(self._seam, at + len(self._seam))
+        keep = 0 if self._done else self.HOLD  # the closing bracket may still be in what is held back
+        n = min(len(buffer), max(0, len(self._pending) - keep))
+        buffer[:n] = self._pending[:n]
+        del self._pending[:n]
+        return n
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
 
 
 def _from_arrow(table: pa.Table) -> tuple[pl.DataFrame, pl.DataFrame]:
