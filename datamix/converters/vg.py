@@ -23,7 +23,7 @@ The ledger's record is one image entry of region_descriptions.json: it becomes o
 (`w <= 0`, `h <= 0`, or nothing inside the image; boxes that stick out, like VG's `x = -1`, are clipped and
 counted as `clipped`), its phrase is empty or holds `<image>`, it has no id, or its phrase repeats another
 region's of the same image, ignoring case and surrounding spaces and periods (the repeat with the smaller hash
-stays). Phrases are stripped and whitespace-collapsed.
+stays; phrases are compared by 64-bit hash). Phrases are stripped and whitespace-collapsed.
 
 Box frame (`box_frame`): `square` (default, the expand2square image LLaVA-1.5's stage 2 shows the model) or
 `original`; see `regions.py`. Regions are parsed by Arrow: the official file is turned into JSON Lines in
@@ -179,31 +179,43 @@ class VG(Converter):
         width[index] = kept["width"].fill_null(np.nan).to_numpy()
         height[index] = kept["height"].fill_null(np.nan).to_numpy()
         entry = regions["entry"].to_numpy()
-        problem, clipped = box_problems(*(regions[c].fill_null(np.nan).to_numpy() for c in ("x", "y", "w", "h")),
-                                        width[entry], height[entry])
         ids = regions["region_id"]
-        # phrase identity for the duplicate check (case, surrounding spaces and periods ignored), and emptiness
-        # (one string copy at a time: the 5.4M phrases are ~200 MB)
-        phrase = regions.select(
-            empty=pl.col("phrase").is_null() | pl.col("phrase").str.contains(r"^\s*$"),
-            key=pl.col("phrase").str.to_lowercase().str.strip_chars(" \t\n\r.").hash(seed=0))
+        parts = [self._check_slice(regions.slice(start, SLICE), width, height)
+                 for start in range(0, regions.height, SLICE)]  # slices: the temporaries stay small
+        phrase = pl.concat([p for p, _, _ in parts]) if parts else pl.DataFrame(
+            schema={"empty": pl.Boolean, "token": pl.Boolean, "key": pl.UInt64})
+        problem = np.concatenate([b for _, b, _ in parts]) if parts else np.zeros(0, np.int8)
+        clipped = np.concatenate([c for _, _, c in parts]) if parts else np.zeros(0, bool)
         drop = np.zeros(regions.height, dtype=np.int8)  # later assignments win: DROPS lists the most basic first
         for box_problem, code in ((1, "box_outside_image"), (2, "degenerate_box"), (3, "bad_image_size")):
             drop[problem == box_problem] = DROP_CODE[code]
-        drop[regions["phrase"].str.contains("<image>", literal=True).fill_null(False).to_numpy()] = \
-            DROP_CODE["image_token_in_text"]
+        drop[phrase["token"].to_numpy()] = DROP_CODE["image_token_in_text"]
         drop[phrase["empty"].to_numpy()] = DROP_CODE["empty_phrase"]
         drop[ids.is_null().to_numpy()] = DROP_CODE["missing_region_id"]
         drop[~keep[entry]] = IMAGE_REJECTED
         order = _order_within(entry, mix64(ids.fill_null(0).to_numpy(), self.options.seed, SALT_SAMPLE))
-        frame = pl.DataFrame({"entry": entry[order], "row": order, "drop": drop[order],
-                              "clipped": clipped[order], "phrase_key": phrase["key"].gather(order)})
-        usable = pl.col("drop") == 0
-        first = pl.struct("entry", "phrase_key", usable.alias("_usable")).is_first_distinct()
-        frame = frame.with_columns(drop=pl.when(usable & ~first).then(pl.lit(DROP_CODE["duplicate_phrase"], pl.Int8))
-                                   .otherwise(pl.col("drop"))).drop("phrase_key")
-        is_usable = (frame["drop"] == 0).to_numpy()
-        return frame.with_columns(rank=pl.Series(_rank_within(frame["entry"].to_numpy(), is_usable))), width, height
+        entry, drop = entry[order], drop[order]
+        # A usable region whose phrase an earlier usable region of its image has (sorted: earlier = smaller hash)
+        # is a duplicate. One 64-bit key per (image, phrase): a false match needs a 64-bit collision.
+        usable = np.flatnonzero(drop == 0)
+        pair = mix64(phrase["key"].to_numpy()[order[usable]] ^ mix64(entry[usable], 0, SALT_PAIR), 0, SALT_PAIR)
+        drop[usable[~pl.Series(pair).is_first_distinct().to_numpy()]] = DROP_CODE["duplicate_phrase"]
+        frame = pl.DataFrame({"entry": entry, "row": order, "drop": drop, "clipped": clipped[order],
+                              "rank": _rank_within(entry, drop == 0)})
+        return frame, width, height
+
+    @staticmethod
+    def _check_slice(regions: pl.DataFrame, width: np.ndarray, height: np.ndarray) -> tuple:
+        """(empty, token, phrase key) frame, box problem and clipped arrays for a slice of the regions."""
+        entry = regions["entry"].to_numpy()
+        problem, clipped = box_problems(*(regions[c].fill_null(np.nan).to_numpy() for c in ("x", "y", "w", "h")),
+                                        width[entry], height[entry])
+        phrase = regions.select(
+            empty=pl.col("phrase").is_null() | pl.col("phrase").str.contains(r"^\s*$"),
+            token=pl.col("phrase").str.contains("<image>", literal=True).fill_null(False),
+            # phrase identity for the duplicate check: case, surrounding spaces and periods ignored
+            key=pl.col("phrase").str.to_lowercase().str.strip_chars(" \t\n\r.").hash(seed=0))
+        return phrase, problem, clipped
 
     def _counts(self, examined: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame:
         """Per kept image: in = sampled + not_sampled + every dropped_* count, and how many sampled were clipped."""
@@ -257,6 +269,8 @@ class VG(Converter):
 
 
 DROP_CODE = {code: i + 1 for i, code in enumerate(DROPS)}
+SLICE = 1 << 20  # regions checked at a time
+SALT_PAIR = 4  # mix64 salt of the (image, phrase) duplicate key
 IMAGE_REJECTED = len(DROPS) + 1  # a region of an image the ledger already rejected: never sampled, never counted
 
 
