@@ -203,3 +203,13 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
         run_conversion("refcoco", [ROOT / "refcoco/instances.json"], tmp_path / "o.parquet")
     with pytest.raises(ConverterError, match="max_turns' must be at least 1"):
         run_conversion("refcoco", [ROOT / "refcoco"], tmp_path / "o.parquet", ConvertOptions(max_turns=0))
+
+
+def test_a_recipe_folder_input_brings_the_refs_pickle(tmp_path):
+    from datamix.recipe import load_recipe
+
+    recipe = tmp_path / "mix.yaml"
+    recipe.write_text(f"name: m\nseed: 0\nsources:\n  - name: refs\n    converter: refcoco\n"
+                      f"    inputs: [{ROOT / 'refcoco'}]\n    count: 2\n    options: {{box_frame: original}}\n")
+    inputs = load_recipe(recipe).sources[0].inputs
+    assert sorted(p.name for p in inputs) == ["instances.json", "refs(unc).p"]
