@@ -213,3 +213,32 @@ def test_entries_stream_as_lines_whatever_the_chunk_size(fixtures_path, tmp_path
         out = b"".join(iter(lambda: stream.read(7), b""))
     lines = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
     assert [e["id"] for e in lines] == list(range(5)) and len(out) == len(text)
+
+
+def test_demo_data_regions_convert_with_boxes_that_match_the_drawn_shapes(tmp_path, convert):
+    from PIL import Image
+
+    from datamix.demo import write_demo_data
+
+    summary = write_demo_data(tmp_path / "raw", seed=2, n_images=48)
+    scenes = json.loads((tmp_path / "raw/scenes.demo.json").read_text())
+    vg, _, vg_ledger = convert("vg", tmp_path / "raw/vg", options=ConvertOptions(box_frame="original"))
+    refs, _, ref_ledger = convert("refcoco", tmp_path / "raw/refcoco")
+    assert vg_ledger.by_reason() == {"no_image_data": 1}
+    assert {"no_annotation", "degenerate_box", "split_not_selected"} <= set(ref_ledger.by_reason())
+    assert len(vg) == summary["counts"]["vg_images"] and refs
+    matched = missed = 0
+    for sample in vg.values():
+        shapes = scenes["vg/" + sample.images[0]]
+        width, height = Image.open(tmp_path / "raw/vg" / sample.images[0]).size  # the file, not image_data
+        for (human, gpt), kind in zip(turns(sample), sample.meta["formats"]):
+            text = human["value"].removeprefix("<image>\n")
+            if kind != "rec" or "background" in text:
+                continue
+            color, shape = text.removeprefix(REC_PROMPT).removeprefix("the ").rstrip(".").split()[:2]
+            boxes = {f"[{round(x0 / width, 2)}, {round(y0 / height, 2)}, {round(x1 / width, 2)}, "
+                     f"{round(y1 / height, 2)}]" for (x0, y0, x1, y1), s in
+                     ((s["box"], s) for s in shapes) if (s["color"], s["shape"]) == (color, shape)}
+            matched += gpt["value"] in boxes
+            missed += gpt["value"] not in boxes
+    assert matched >= 5 and missed <= 1  # the one region moved to x = -1 on purpose no longer matches
