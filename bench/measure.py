@@ -1,7 +1,7 @@
 """Run one benchmark job in this fresh process and print its wall time and peak RSS as JSON.
 
-Jobs: `json_load FILES...`, `naive_vqav2 Q A OUT`, `naive_gqa FILE OUT`, `datamix ARGS...` (the real CLI),
-`wds_plain PARQUET IMAGE_ROOT PATTERN MAXCOUNT MAXSIZE` (the plain webdataset shard-writing loop).
+Jobs: `json_load FILES...`, `pickle_load FILES...`, `naive_vqav2 Q A OUT`, `naive_gqa FILE OUT`,
+`datamix ARGS...` (the real CLI), `wds_plain PARQUET IMAGE_ROOT PATTERN MAXCOUNT MAXSIZE` (the plain webdataset shard-writing loop).
 `peak_rss_children_bytes` is the largest peak RSS of any finished child process (pool workers), 0 if none.
 """
 
@@ -20,6 +20,15 @@ def json_load(*files: str) -> None:
     for f in files:
         with open(f) as fh:
             json.load(fh)
+
+
+def pickle_load(*files: str) -> None:
+    """The plain load of a refs pickle (Python-2 strings as text, as the refer API reads them)."""
+    import pickle
+
+    for f in files:
+        with open(f, "rb") as fh:
+            pickle.load(fh, encoding="latin1")
 
 
 def _dump_llava(conversations: dict, out: str) -> None:
@@ -85,8 +94,8 @@ def run_datamix(*args: str) -> None:
             raise
 
 
-JOBS = {"json_load": json_load, "naive_vqav2": naive_vqav2, "naive_gqa": naive_gqa, "datamix": run_datamix,
-        "wds_plain": wds_plain}
+JOBS = {"json_load": json_load, "pickle_load": pickle_load, "naive_vqav2": naive_vqav2, "naive_gqa": naive_gqa,
+        "datamix": run_datamix, "wds_plain": wds_plain}
 
 if __name__ == "__main__":
     start = time.perf_counter()

@@ -1,7 +1,8 @@
 """`make bench`: datamix against the baselines users have today, measured in the same invocation.
 
-`--only convert|academic|build|stats|audit|train|hd|all`; see each section below and bench/build_bench.py,
-bench/stats_bench.py, bench/audit_bench.py (`datamix audit` of a generated 665K-record release beside `json.load`),
+`--only convert|academic|regions|build|stats|audit|train|hd|all`; see each section below and bench/build_bench.py,
+bench/regions_bench.py (the Visual Genome and RefCOCO/+/g converters at train scale), bench/stats_bench.py,
+bench/audit_bench.py (`datamix audit` of a generated 665K-record release beside `json.load`),
 bench/train_bench.py (the training input pipeline against a LLaVA-style loader, and data_wait in training),
 bench/hd_bench.py (the LLaVA-1.5-HD image pipeline against transformers' LLaVA-NeXT image processor).
 
@@ -28,6 +29,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 import build_bench  # noqa: E402
+import regions_bench  # noqa: E402
 import synth  # noqa: E402
 
 VQA_QUESTIONS = 443_757
@@ -76,7 +78,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full train-split sizes")
     parser.add_argument("--work", type=Path, default=Path("bench_out"), help="where inputs and outputs go")
-    parser.add_argument("--only", choices=("convert", "academic", "build", "stats", "audit", "train", "hd", "all"),
+    parser.add_argument("--only", choices=("convert", "academic", "regions", "build", "stats", "audit", "train", "hd",
+                                           "all"),
                         default="all",
                         help="which benchmarks")
     parser.add_argument("--mix-scale", type=float, default=build_bench.DEFAULT_MIX_SCALE,
@@ -88,6 +91,8 @@ def main() -> None:
     if args.only in ("academic", "all"):  # okvqa, aokvqa, ocrvqa, textcaps against json.load (academic_bench.py)
         subprocess.run([sys.executable, str(HERE / "academic_bench.py"), "--work", str(args.work),
                         "--scale", str(args.scale)], check=True)
+    if args.only in ("regions", "all"):  # bench/regions_bench.py: Visual Genome and RefCOCO/+/g at train scale
+        regions_bench.main(args.work, args.scale, measure)
     if args.only in ("build", "all"):
         build_bench.bench_throughput(args.work, args.scale, measure)
         build_bench.bench_scale(args.work, args.mix_scale, measure)

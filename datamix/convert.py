@@ -20,7 +20,7 @@ def rejects_path(out: Path) -> Path:
 def run_conversion(converter_id: str, paths: Iterable[str | Path], out: str | Path,
                    options: ConvertOptions | None = None) -> Ledger:
     converter = get_converter(converter_id, options)
-    files = expand_inputs(paths)
+    files = expand_inputs(paths, converter.input_suffixes)
     out = Path(out)
     check_output(out, files)
     ledger = Ledger(source=converter.id)

@@ -1,5 +1,5 @@
 """Write a small raw dataset in the official formats of VQAv2, GQA, ShareGPT, LLaVA, OK-VQA, A-OKVQA,
-OCR-VQA and TextCaps.
+OCR-VQA, TextCaps, RefCOCO and Visual Genome.
 
 The images are synthetic: one to four flat shapes (circle, square, triangle) in distinct colours on a
 light background, each shape alone in a cell of a 3x3 grid so that counting is unambiguous. Every
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import random
 from collections import Counter
 from pathlib import Path
@@ -330,6 +331,141 @@ def _llava_records(seed: int, scenes: dict[int, Scene], image_ids: list[int]) ->
                      f"record #{no_token}: image key but no <image> token (must be rejected)"]
 
 
+# ---------------------------------------------------------------- RefCOCO and Visual Genome (region-level)
+
+VG_URL = "https://cs.stanford.edu/people/rak248/{}/{}.jpg"
+VG_CANVASES = ((128, 96), (96, 128), (96, 96), (160, 96))  # wide, tall and square: the box frames differ
+
+
+def _expressions(scene: Scene, s: dict) -> list[str]:
+    """Ways to refer to shape `s` that name it alone in its scene (colour and shape, else its position too)."""
+    name = f"{s['color']} {s['shape']}"
+    unique = _only(scene, shape=s["shape"], color=s["color"]) is not None
+    base = [name, f"the {name}"] if unique else []
+    return base + [f"{name} {_position(s)}"]
+
+
+def _refcoco_files(seed: int, coco: dict[int, Scene]) -> tuple[list[dict], dict, list[dict], list[str]]:
+    """refs(unc).p records and instances.json for about half of the COCO images: one ref per shape."""
+    rng = _stream(seed, "refcoco")
+    ids = sorted(rng.sample(sorted(coco), max(4, len(coco) // 2)))
+    images, annotations, refs = [], [], []
+    ann_id, sent_id = 1_700_000 + rng.randint(0, 9999), 0
+    for image_id in ids:
+        images.append({"license": 1, "file_name": f"COCO_train2014_{image_id:012d}.jpg", "coco_url": "",
+                       "height": SIZE, "width": SIZE, "date_captured": "2013-11-14 16:28:13", "flickr_url": "",
+                       "id": image_id})
+        for s in coco[image_id]:
+            x0, y0, x1, y1 = s["box"]
+            annotations.append({"segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]], "area": (x1 - x0) * (y1 - y0),
+                                "iscrowd": 0, "image_id": image_id, "bbox": [x0, y0, x1 - x0, y1 - y0],
+                                "category_id": 1, "id": ann_id})
+            texts = rng.sample(_expressions(coco[image_id], s), rng.randint(1, len(_expressions(coco[image_id], s))))
+            sentences = [{"tokens": t.split(), "raw": t.upper() if rng.random() < 0.2 else t, "sent_id": sent_id + k,
+                          "sent": t} for k, t in enumerate(texts)]
+            sent_id += len(sentences)
+            split = rng.choices(("train", "val", "testA", "testB"), (0.8, 0.08, 0.06, 0.06))[0]
+            refs.append({"sent_ids": [x["sent_id"] for x in sentences],
+                         "file_name": f"COCO_train2014_{image_id:012d}_{len(refs) % 90}.jpg", "ann_id": ann_id,
+                         "ref_id": len(refs), "image_id": image_id, "split": split, "sentences": sentences,
+                         "category_id": 1})
+            ann_id += 1
+    refs[1]["ann_id"] = ann_id + 1000  # a ref whose annotation is not in instances.json
+    annotations[3]["bbox"][2] = 0  # a zero-width box (refs[3] points at it)
+    refs[1]["split"] = refs[3]["split"] = "train"  # so that they reach the converter's checks
+    instances = {"info": {"description": "datamix demo data in the refer (RefCOCO) instances.json format"},
+                 "images": images, "licenses": [{"id": 1, "name": "demo"}], "annotations": annotations,
+                 "categories": [{"supercategory": "shape", "id": 1, "name": "shape"}]}
+    broken = [{"path": "refcoco/refs(unc).p", "kind": "refcoco_ref_without_annotation",
+               "detail": f"ref {refs[1]['ref_id']} names ann_id {refs[1]['ann_id']}, not in instances.json"},
+              {"path": "refcoco/instances.json", "kind": "refcoco_degenerate_box",
+               "detail": f"annotation {annotations[3]['id']} has width 0"}]
+    splits = Counter(r["split"] for r in refs)
+    quirks = [f"splits: {dict(sorted(splits.items()))} (only train is converted by default)",
+              "file_name carries an annotation suffix (COCO_train2014_<id>_<k>.jpg)", "some raw sentences upper-case"]
+    return refs, instances, broken, quirks
+
+
+def _vg_files(seed: int, n: int) -> tuple[list[dict], list[dict], dict[str, Scene], list[dict], list[str]]:
+    """region_descriptions.json, image_data.json and the scenes of `n` VG images on non-square canvases."""
+    rng = _stream(seed, "vg")
+    scene_rng = _stream(seed, "vg-scenes")
+    entries, image_data, scenes = [], [], {}
+    region_id = 1000 + rng.randint(0, 999)
+    for k in range(n):
+        image_id = 1 + k * 3 + rng.randint(0, 2)
+        width, height = VG_CANVASES[k % len(VG_CANVASES)]
+        dx, dy = rng.randint(0, width - SIZE), rng.randint(0, height - SIZE)
+        scene = [{**s, "box": [s["box"][0] + dx, s["box"][1] + dy, s["box"][2] + dx, s["box"][3] + dy]}
+                 for s in make_scene(scene_rng)]
+        folder = "VG_100K" if rng.random() < 0.6 else "VG_100K_2"
+        scenes[f"vg/{folder}/{image_id}.jpg"] = scene
+        image_data.append({"width": width, "url": VG_URL.format(folder, image_id), "height": height,
+                           "image_id": image_id, "coco_id": None, "flickr_id": None})
+        regions = []
+        for s in scene:
+            x0, y0, x1, y1 = s["box"]
+            for text in rng.sample(_expressions(scene, s), min(2, len(_expressions(scene, s)))):
+                regions.append({"region_id": region_id, "width": x1 - x0, "height": y1 - y0, "image_id": image_id,
+                                "phrase": text + (" " if rng.random() < 0.1 else ""), "y": y0, "x": x0})
+                region_id += 1
+        regions.append({"region_id": region_id, "width": width, "height": height, "image_id": image_id,
+                        "phrase": "shapes on a light background", "y": 0, "x": 0})
+        region_id += 1
+        entries.append({"regions": regions, "id": image_id})
+    entries[0]["regions"][0]["x"] -= entries[0]["regions"][0]["x"] + 1  # x = -1, as in the real file: clipped
+    entries[1]["regions"].append({**entries[1]["regions"][0], "region_id": region_id, "width": 0})  # degenerate
+    entries[2]["regions"].append({**entries[2]["regions"][-1], "region_id": region_id + 1})  # repeated phrase
+    orphan = entries[3]["id"]
+    image_data = [d for d in image_data if d["image_id"] != orphan]  # an image missing from image_data.json
+    scenes = {p: sc for p, sc in scenes.items() if Path(p).stem != str(orphan)}
+    broken = [{"path": "vg/region_descriptions.json", "kind": "vg_image_without_image_data",
+               "detail": f"image {orphan} has regions but no image_data.json record (and no file)"},
+              {"path": "vg/region_descriptions.json", "kind": "vg_degenerate_region",
+               "detail": f"region {region_id} of image {entries[1]['id']} has width 0"}]
+    quirks = [f"image {entries[0]['id']}: a region with x = -1", f"image {entries[2]['id']}: a phrase given twice",
+              "about 10% of phrases end with a space", "images in VG_100K/ and VG_100K_2/ (from image_data url)",
+              "wide, tall and square images"]
+    return entries, image_data, scenes, broken, quirks
+
+
+def _vg_jpeg(scene: Scene, width: int, height: int) -> bytes:
+    """A VG-style image: the shapes drawn on a `width` x `height` canvas (boxes already in canvas pixels)."""
+    image = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    for s in scene:
+        x0, y0, x1, y1 = s["box"]
+        fill = COLORS[s["color"]]
+        if s["shape"] == "circle":
+            draw.ellipse((x0, y0, x1, y1), fill=fill)
+        elif s["shape"] == "square":
+            draw.rectangle((x0, y0, x1, y1), fill=fill)
+        else:
+            draw.polygon([((x0 + x1) // 2, y0), (x1, y1), (x0, y1)], fill=fill)
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=92, subsampling=0)
+    return buf.getvalue()
+
+
+def _region_sources(out_dir: Path, seed: int, coco: dict[int, Scene], n_images: int, files: dict[str, bytes],
+                    paths: dict[str, Scene]) -> dict:
+    """Write RefCOCO (refs(unc).p + instances.json) and VG (region_descriptions.json + image_data.json);
+    add the VG images to `files` and their scenes to `paths`."""
+    refs, instances, broken, refcoco_quirks = _refcoco_files(seed, coco)
+    (out_dir / "refcoco").mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "refcoco/refs(unc).p", "wb") as f:
+        pickle.dump(refs, f, protocol=2)  # plain lists, dicts, strings and numbers: no global in the file
+    _write_json(out_dir / "refcoco/instances.json", instances)
+    entries, image_data, scenes, vg_broken, vg_quirks = _vg_files(seed, max(6, n_images // 6))
+    _write_json(out_dir / "vg/region_descriptions.json", entries)
+    _write_json(out_dir / "vg/image_data.json", image_data)
+    sizes = {d["image_id"]: (d["width"], d["height"]) for d in image_data}
+    for path, scene in scenes.items():
+        files[path] = _vg_jpeg(scene, *sizes[int(Path(path).stem)])
+    paths.update(scenes)
+    return {"counts": {"refcoco_refs": len(refs), "refcoco_images": len(instances["images"]),
+                       "vg_images": len(scenes), "vg_regions": sum(len(e["regions"]) for e in entries)},
+            "broken": broken + vg_broken, "quirks": {"refcoco": refcoco_quirks, "vg": vg_quirks}}
 # ---------------------------------------------------------------- OK-VQA and A-OKVQA (on the COCO images)
 
 OKVQA_TYPES = {"one": "Vehicles and Transportation", "two": "Brands, Companies and Products",
@@ -573,6 +709,7 @@ def write_demo_data(out_dir: Path, *, seed: int = 0, n_images: int = 240) -> dic
     _write_json(out_dir / "gqa/train_balanced_questions.json", gqa_questions)
     broken.append({"path": "gqa/train_balanced_questions.json", "kind": "missing_image_id",
                    "detail": f"question {no_image} has no imageId"})
+    regions = _region_sources(out_dir, seed, coco, n_images, files, paths)  # RefCOCO and VG, own streams
 
     sharegpt, sharegpt_notes = _sharegpt_records(seed, max(8, n_images // 10))
     _write_json(out_dir / "sharegpt/sharegpt_demo.json", sharegpt, indent=2)
@@ -603,6 +740,9 @@ def write_demo_data(out_dir: Path, *, seed: int = 0, n_images: int = 240) -> dic
                    "vqav2": ["annotations are in a different order than questions",
                              "1-3 of the 10 answers often disagree (near colour, off-by-one, flipped yes/no)"]},
     }
+    summary["counts"].update(regions["counts"])
+    summary["broken"] += regions["broken"]
+    summary["quirks"].update(regions["quirks"])
     _write_json(out_dir / "README.demo.json", summary, indent=2)
     return summary
 

@@ -5,7 +5,8 @@ survives a bad record (so one malformed record is a rejection, not a crashed con
 
 - `read_object_table`: one JSON object (VQAv2 questions/annotations) parsed by pyarrow straight into
   Arrow columns, no Python object per answer; falls back to msgspec when Arrow's type inference
-  cannot hold the data (mixed id types, a record that is not an object).
+  cannot hold the data (mixed id types, a record that is not an object). `read_list_table` does the
+  same for a file holding one JSON list (Visual Genome's region_descriptions.json).
 - `decode_typed`: msgspec decoding into lenient Structs (only the fields we read are built).
 - `iter_records`: a JSON list or JSON Lines file, one record at a time, with a reason for each bad one.
 
@@ -18,6 +19,7 @@ order mark is accepted everywhere.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -92,6 +94,54 @@ def read_object_table(path: Path, schema: pa.Schema) -> pa.Table | None:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None
     return table
+
+
+class _Concatenated(io.RawIOBase):
+    """A read-only stream of a few byte strings and files back to back, without joining them in memory."""
+
+    def __init__(self, *parts: bytes | Path):
+        self._parts = list(parts)
+        self._current: io.BufferedIOBase | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while self._parts or self._current:
+            if self._current is None:
+                part = self._parts.pop(0)
+                self._current = io.BytesIO(part) if isinstance(part, bytes) else open(part, "rb")  # noqa: SIM115
+            n = self._current.readinto(buffer)
+            if n:
+                return n
+            self._current.close()
+            self._current = None
+        return 0
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.close()
+        super().close()
+
+
+def read_list_table(path: Path, item_type: pa.DataType) -> pa.ListArray | None:
+    """Parse a file holding one JSON list into an Arrow list of `item_type`, or None if it does not fit.
+
+    Arrow's reader only takes objects, so the list is read as the value of `{"items": <file>}`, streamed
+    from the file (no copy of the file in memory). Unknown fields are skipped, as in `read_object_table`.
+    """
+    size = os.path.getsize(path)
+    options = pa_json.ReadOptions(block_size=max(size + 64, 1 << 20), use_threads=True)
+    parse = pa_json.ParseOptions(explicit_schema=pa.schema([("items", pa.list_(item_type))]),
+                                 unexpected_field_behavior="ignore", newlines_in_values=True)
+    with io.BufferedReader(_Concatenated(b'{"items": ', Path(path), b"}\n"), buffer_size=1 << 24) as stream:
+        try:
+            table = pa_json.read_json(stream, read_options=options, parse_options=parse)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            return None
+    if table.num_rows != 1 or table.column("items").null_count:
+        return None
+    return table.column("items").combine_chunks()
 
 
 def describe_json_error(data: bytes, exc: Exception) -> tuple[str, int | None]:

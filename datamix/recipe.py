@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from datamix.errors import DatamixError, RecipeError
-from datamix.inputs import expand_inputs
+from datamix.inputs import JSON_SUFFIXES, expand_inputs
 from datamix.paths import is_safe_name
 from datamix.prompts import PromptPolicy
 
@@ -379,7 +379,8 @@ def _source_paths(item: dict, base: Path, where: str, errors: _Errors, check: bo
             errors.add(where, "missing 'inputs': the official files, folders or globs to convert")
         else:
             patterns = [p for p in (_path(v, base, where, errors) for v in raw_inputs) if p is not None]
-            inputs = _existing_inputs(patterns, where, errors) if check else tuple(patterns)
+            suffixes = _suffixes(item.get("converter"))  # a converter may read more than JSON (refs pickles)
+            inputs = _existing_inputs(patterns, suffixes, where, errors) if check else tuple(patterns)
     parquet = _path(item["parquet"], base, where, errors) if item.get("parquet") is not None else None
     if check and parquet is not None and not parquet.is_file():
         errors.add(where, f"parquet file {parquet} does not exist; run `datamix convert` first")
@@ -402,9 +403,16 @@ def _looks_like_parquet(path: Path) -> bool:
         return head == b"PAR1" and f.read(4) == b"PAR1"
 
 
-def _existing_inputs(patterns: list[Path], where: str, errors: _Errors) -> tuple[Path, ...]:
+def _suffixes(converter: object) -> tuple[str, ...]:
+    from datamix.converters import CONVERTERS
+
+    cls = CONVERTERS.get(converter) if isinstance(converter, str) else None
+    return cls.input_suffixes if cls else JSON_SUFFIXES
+
+
+def _existing_inputs(patterns: list[Path], suffixes: tuple[str, ...], where: str, errors: _Errors) -> tuple[Path, ...]:
     try:
-        return tuple(expand_inputs(patterns))
+        return tuple(expand_inputs(patterns, suffixes))
     except DatamixError as exc:
         errors.add(where, f"input {exc}")
         return ()

@@ -8,13 +8,15 @@ from datamix.converters.gqa import GQA
 from datamix.converters.llava import Llava
 from datamix.converters.ocrvqa import OCRVQA
 from datamix.converters.okvqa import OKVQA
+from datamix.converters.refcoco import RefCOCO
 from datamix.converters.sharegpt import ShareGPT
 from datamix.converters.textcaps import TextCaps
+from datamix.converters.vg import VG
 from datamix.converters.vqav2 import VQAv2
 from datamix.errors import ConverterError
 
 CONVERTERS: dict[str, type[Converter]] = {
-    c.id: c for c in (VQAv2, GQA, ShareGPT, Llava, OKVQA, AOKVQA, OCRVQA, TextCaps)}
+    c.id: c for c in (VQAv2, GQA, ShareGPT, Llava, OKVQA, AOKVQA, OCRVQA, TextCaps, RefCOCO, VG)}
 
 
 def get_converter(converter_id: str, options: ConvertOptions | None = None) -> Converter:

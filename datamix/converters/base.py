@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from datamix.converters.options import NoOptions, OptionSpec, option_problems, option_specs, parse_options
 from datamix.errors import ConverterError
+from datamix.inputs import JSON_SUFFIXES
 from datamix.jsonio import convert_record, iter_records
 from datamix.ledger import Ledger
 from datamix.progress import progress
@@ -49,6 +50,8 @@ class Converter(ABC):
     description: ClassVar[str]
     # The converter's own options: a frozen dataclass of `options.option(...)` fields (default, choices, help).
     Options: ClassVar[type] = NoOptions
+    # What a folder given as input contributes (a refs pickle is `.p`); single files are always taken.
+    input_suffixes: ClassVar[tuple[str, ...]] = JSON_SUFFIXES
 
     def __init__(self, options: ConvertOptions | None = None):
         options = options or ConvertOptions()

@@ -120,7 +120,9 @@ def merge_per_image(df: pl.DataFrame, *, source: str, task: str, policy: PromptP
     The rows are already sorted by image, so grouping is a list of offsets: every list column is an
     Arrow ListArray over the row values (no copy per group), which keeps memory flat at scale.
     """
-    prompt = FORMAT_PROMPTS[task]
+    prompt = FORMAT_PROMPTS.get(task)
+    if prompt is None:  # tasks without a response-format prompt (grounding) are never prompted
+        policy = PromptPolicy.none
     first = (pl.col("image_key") != pl.col("image_key").shift(1)).fill_null(True)
     df = df.with_columns(_first=first).with_columns(_human=_human_turn(policy, prompt))
     starts = df["_first"].arg_true()
