@@ -137,6 +137,7 @@ def read_list_table(path: Path, item_type: pa.DataType) -> pa.ListArray | None:
     with io.BufferedReader(_Concatenated(b'{"items": ', Path(path), b"}\n"), buffer_size=1 << 24) as stream:
         try:
             table = pa_json.read_json(stream, read_options=options, parse_options=parse)
+            table.validate(full=True)  # Arrow's reader does not check UTF-8; invalid strings crash polars later
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             return None
     if table.num_rows != 1 or table.column("items").null_count:

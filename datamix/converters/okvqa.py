@@ -43,7 +43,7 @@ import pyarrow as pa
 
 from datamix.converters.base import Converter, fitting_records, gc_paused
 from datamix.converters.options import option
-from datamix.converters.qa import merge_per_image, reject_rows
+from datamix.converters.qa import merge_per_image, reject_missing_ids, reject_rows
 from datamix.converters.vqav2 import VQAv2, coco_naming_option, coco_path, join_questions, most_common_answer
 from datamix.errors import ConverterError
 from datamix.jsonio import decode_any, decode_typed, first_byte, read_bytes
@@ -132,7 +132,17 @@ class OKVQA(Converter):
 
 
 def load_okvqa_file(path: Path, ledger: Ledger) -> tuple[str, pl.DataFrame]:
-    """One official file -> ("questions" | "annotations", its rows); a bad record is rejected, not fatal."""
+    """One official file -> ("questions" | "annotations", its rows); a bad record is rejected, not fatal,
+    and a record without a question id is filed under its position (as vqav2 does)."""
+    kind, frame = _read_okvqa_file(path, ledger)
+    before = ledger.rejected
+    frame = reject_missing_ids(frame.with_columns(_pos=pl.int_range(pl.len())), ledger, id_column="qid",
+                               what="question").drop("_pos")
+    ledger.records_in += ledger.rejected - before  # the converter counts only the rows it is given
+    return kind, frame
+
+
+def _read_okvqa_file(path: Path, ledger: Ledger) -> tuple[str, pl.DataFrame]:
     data = read_bytes(path)
     if first_byte(data) != b"{":
         raise ConverterError(f"{path}: not an OK-VQA file: expected a JSON object with a 'questions' or "

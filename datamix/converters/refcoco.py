@@ -58,7 +58,7 @@ from datamix.converters.qa import merge_per_image
 from datamix.converters.regions import (DEFAULT_SEED, FORMAT_RULE, SALT_SENTENCE, BoxFrame, clean_text,
                                         grounding_turns, mix64, normalize_boxes)
 from datamix.errors import ConverterError
-from datamix.jsonio import convert_record, decode_any, decode_typed, read_bytes
+from datamix.jsonio import convert_record, decode_any, decode_typed, first_byte, read_bytes
 from datamix.ledger import Ledger
 from datamix.prompts import PromptPolicy
 
@@ -318,14 +318,16 @@ class PlainUnpickler(pickle.Unpickler):
 def load_refs(path: Path) -> list:
     data = read_bytes(path)
     try:
-        refs = _unpickle(data, "utf-8")
-    except UnicodeDecodeError:  # a Python-2 str that is not UTF-8: decode string by string
-        refs = _texts(_unpickle(data, "bytes"))
+        try:
+            refs = _unpickle(data, "utf-8")
+        except UnicodeDecodeError:  # a Python-2 str that is not UTF-8: decode string by string
+            refs = _texts(_unpickle(data, "bytes"))
     except _Refused as exc:
-        raise ConverterError(f"{path}: refused to unpickle: the file asks for the global {exc} (a refs file holds "
+        raise ConverterError(f"{path}: refused to unpickle: the file asks for the global {str(exc)[:80]!r} (a refs file holds "
                              "only lists, dicts, strings and numbers); nothing in it was run") from None
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means the file is not a refs pickle
-        raise ConverterError(f"{path}: not a RefCOCO refs pickle ({type(exc).__name__}: {exc})") from None
+        detail = " ".join(str(exc).split())[:200]  # one line, whatever the damaged bytes hold
+        raise ConverterError(f"{path}: not a RefCOCO refs pickle ({type(exc).__name__}: {detail})") from None
     if not isinstance(refs, list):
         raise ConverterError(f"{path}: not a RefCOCO refs pickle: expected a list of refs, got {type(refs).__name__}")
     return refs
@@ -359,14 +361,16 @@ class Index:
 
 def load_instances(path: Path) -> Index:
     data = read_bytes(path)
-    parsed = decode_typed(data, Instances)
-    del data
+    parsed = decode_typed(path, data, Instances)
     if parsed is None:  # a record that does not fit: keep the others (refs on it are then `no_annotation`)
-        raw = decode_any(path)
+        raw = decode_any(path, data)
+        if not isinstance(raw, dict):
+            raise ConverterError(f"{path}: not a COCO instances.json: expected a JSON object")
         parsed = Instances(
             images=[r for r in (convert_record(x, CocoImage)[0] for x in raw.get("images") or []) if r],
             annotations=[r for r in (convert_record(x, CocoAnnotation)[0] for x in raw.get("annotations") or [])
                          if r])
+    del data
     if parsed.images is None or parsed.annotations is None:
         raise ConverterError(f"{path}: not a COCO instances.json: expected 'images' and 'annotations' lists")
     images = {im.id: (im.width, im.height, im.file_name) for im in parsed.images if im.id is not None}
@@ -381,7 +385,7 @@ def pair_files(files: list[Path]) -> list[tuple[Path, str, Path]]:
     for path in files:
         with open(path, "rb") as f:
             head = f.read(1 << 16)
-        if head.lstrip()[:1] in (b"{", b"["):
+        if first_byte(head) in (b"{", b"["):
             if b'"images"' not in head and b'"annotations"' not in head:
                 raise ConverterError(f"{path}: a JSON file that is not a COCO instances.json "
                                      "(no 'images' or 'annotations')")

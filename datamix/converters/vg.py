@@ -52,7 +52,7 @@ from datamix.converters.qa import merge_per_image, reject_rows
 from datamix.converters.regions import (DEFAULT_SEED, FORMAT_RULE, SALT_SAMPLE, BoxFrame, box_hundredths,
                                         box_problems, clean_text, format_boxes, grounding_turns, mix64)
 from datamix.errors import ConverterError
-from datamix.jsonio import convert_record, decode_any, decode_typed, read_bytes, read_list_table
+from datamix.jsonio import convert_record, decode_any, decode_typed, first_byte, read_bytes, read_list_table
 from datamix.ledger import Ledger
 from datamix.progress import progress
 from datamix.prompts import PromptPolicy
@@ -310,7 +310,7 @@ def _classify(files: list[Path]) -> tuple[list[Path], list[Path]]:
     for path in files:
         with open(path, "rb") as f:
             head = f.read(1 << 16)
-        if not head.lstrip().startswith(b"["):
+        if first_byte(head) != b"[":
             raise ConverterError(f"{path}: not a Visual Genome file: expected a JSON list "
                                  "(region_descriptions.json or image_data.json)")
         if b'"regions"' in head:
@@ -333,9 +333,11 @@ def _classify(files: list[Path]) -> tuple[list[Path], list[Path]]:
 def load_image_data(path: Path) -> pl.DataFrame:
     """image_data.json -> image_id, width, height, image_path (`VG_100K[_2]/<name>` from the url, else null)."""
     data = read_bytes(path)
-    records = decode_typed(data, list[ImageData])
+    records = decode_typed(path, data, list[ImageData])
     if records is None:  # a record that does not fit: keep the others (their images are then `no_image_data`)
-        raw = decode_any(path)
+        raw = decode_any(path, data)
+        if not isinstance(raw, list):
+            raise ConverterError(f"{path}: not image_data.json: expected a JSON list")
         records = [r for r in (convert_record(x, ImageData)[0] for x in raw) if r is not None]
     del data
     paths = []
@@ -382,13 +384,15 @@ def _read_as_lines(path: Path) -> pa.Table | None:
         f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
         tail = f.read()
     seam = next((s for s in ENTRY_SEAMS if s in head), None)
-    if not head.lstrip().startswith(b"[") or not tail.rstrip().endswith(b"]") or seam is None:
+    if first_byte(head) != b"[" or not tail.rstrip().endswith(b"]") or seam is None:
         return None
     options = pa_json.ReadOptions(block_size=1 << 24, use_threads=True)
     parse = pa_json.ParseOptions(explicit_schema=pa.schema(list(ENTRY_TYPE)), unexpected_field_behavior="ignore")
     with io.BufferedReader(_SeamsToLines(path, seam), buffer_size=1 << 22) as stream:
         try:
-            return pa_json.read_json(stream, read_options=options, parse_options=parse)
+            table = pa_json.read_json(stream, read_options=options, parse_options=parse)
+            table.validate(full=True)  # Arrow's reader does not check UTF-8; invalid strings crash polars later
+            return table
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             return None
 
