@@ -258,11 +258,11 @@ def bench_scale(work: Path, mix_scale: float, measure, workers: int = 2) -> None
 # ------------------------------------------------------------------------------- memory by build phase
 
 def profile_phases(recipe: str, out: str, workers: int = 1, trace: bool = False) -> None:
-    """Run `datamix.build.build` in this process and print wall time and RSS per phase.
+    """Run `datamix.builder.build` in this process and print wall time and RSS per phase.
 
     RSS is sampled from /proc/self/statm every 10 ms by a thread (peak per phase, and at the phase's end);
     with `trace`, tracemalloc also gives the Python-heap peak per phase and the top live allocation sites
-    at the end of each phase (slow: 2-3x). Wraps the phase functions of datamix.build; changes nothing else.
+    at the end of each phase (slow: 2-3x). Wraps the phase functions of datamix.builder; changes nothing else.
     """
     import os
     import resource
@@ -270,7 +270,7 @@ def profile_phases(recipe: str, out: str, workers: int = 1, trace: bool = False)
     import time
     import tracemalloc
 
-    import datamix.build as b
+    import datamix.builder as b
 
     page = os.sysconf("SC_PAGE_SIZE")
 
@@ -312,8 +312,11 @@ def profile_phases(recipe: str, out: str, workers: int = 1, trace: bool = False)
                 state["phase"] = outer
         return wrapper
 
-    for name in ("prepare_all", "resolve_targets", "check_budgets", "_route", "_write", "write_records"):
+    from datamix.mixdir import MixWriter
+
+    for name in ("prepare_all", "resolve_targets", "check_budgets", "_route", "_write"):
         setattr(b, name, wrap(name, getattr(b, name)))
+    MixWriter.finish = wrap("MixWriter.finish", MixWriter.finish)  # index, rejects, stats, card, manifest
     pick = b.pick_source
     b.pick_source = wrap("pick_source", pick)
     if trace:

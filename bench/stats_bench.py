@@ -3,7 +3,7 @@
     .venv/bin/python bench/stats_bench.py [--work bench_out] [--scale 1.0]
 
 1. Generates (once; cached under <work>/stats/ with a stamp) an index.parquet-shaped table
-   (datamix.build.write.INDEX_SCHEMA) with the published per-source sizes of llava_v1_5_mix665k.json,
+   (datamix.mixdir.index.INDEX_SCHEMA) with the published per-source sizes of llava_v1_5_mix665k.json,
    in shuffled mix order, with per-task shapes: multi-turn short-answer VQA with the format prompt on the
    first question and a yes-leaning yes/no balance, single-turn multiple choice and captions, long
    ShareGPT answers, grounding boxes; COCO images shared by five sources, GQA/VG sharing Visual Genome.
@@ -85,7 +85,7 @@ def generate(path: Path, scale: float, seed: int = 0) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from datamix.build.write import INDEX_SCHEMA
+    from datamix.mixdir.index import INDEX_SCHEMA
     from datamix.table import TURN_TYPE
 
     rng = np.random.default_rng(seed)

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 from datamix.errors import InputError
-from datamix.mix import iter_samples, load_manifest
+from datamix.mixdir import iter_samples, load_manifest
 
 FORMATS = ("llava", "hf")
 _SAME_FORMAT = {"jpeg": "jpg"}

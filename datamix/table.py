@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from datamix.paths import Atomic
 from datamix.schema import Sample
 
 TURN_TYPE = pa.struct([("from", pa.string()), ("value", pa.string())])
@@ -59,8 +60,8 @@ class SampleWriter:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(self.path.name + ".tmp")
-        self._writer = pq.ParquetWriter(self._tmp, ARROW_SCHEMA, compression="zstd")
+        self._file = Atomic(self.path)
+        self._writer = pq.ParquetWriter(self._file.tmp, ARROW_SCHEMA, compression="zstd")
         self.rows = 0
 
     def write_table(self, table: pa.Table) -> None:
@@ -80,11 +81,11 @@ class SampleWriter:
 
     def close(self) -> None:
         self._writer.close()
-        self._tmp.replace(self.path)
+        self._file.commit()
 
     def abort(self) -> None:
         self._writer.close()
-        self._tmp.unlink(missing_ok=True)
+        self._file.discard()
 
     def __enter__(self) -> SampleWriter:
         return self

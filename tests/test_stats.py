@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from datamix.build.write import INDEX_SCHEMA
+from datamix.mixdir import FORMAT
+from datamix.mixdir.index import INDEX_SCHEMA
 from datamix.schema import Sample
 from datamix.stats import compute_stats
 from datamix.table import encode_meta, write_samples
@@ -45,7 +46,7 @@ def write_mix(folder: Path, rows: list[dict] | None = None) -> Path:
                   "turns": sum(t["from"] == "human" for t in r["conversations"])} for i, r in enumerate(rows)]
     pq.write_table(pa.Table.from_pylist(index, schema=INDEX_SCHEMA), folder / "index.parquet")
     counts = {"vqa": (5, 4, 3, 3), "mc": (1, 1, 1, 1), "chat": (2, 1, 1, 1)}
-    manifest = {"format": "datamix-manifest/1", "name": folder.name, "seed": 0, "shards": [], "samples": len(rows),
+    manifest = {"format": FORMAT, "name": folder.name, "seed": 0, "shards": [], "files": {}, "samples": len(rows),
                 "recipe": {"sources": [{"name": n} for n in ("vqa", "mc", "chat")]},
                 "sources": {n: dict(zip(("available", "requested", "selected", "written"), c)) for n, c in counts.items()}}
     (folder / "manifest.json").write_text(json.dumps(manifest))

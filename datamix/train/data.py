@@ -32,17 +32,11 @@ from datamix.train.template import IGNORE_INDEX, encode_many
 
 
 def mix_shards(mix_dir: str | Path) -> tuple[list[str], int]:
-    """Shard paths listed in the manifest (never a glob) and the sample count; clear errors for a bad folder."""
-    manifest = Path(mix_dir) / "manifest.json"
-    if not manifest.is_file():
-        raise TrainError(f"{mix_dir}: no manifest.json; give a folder written by `datamix build` (it writes the "
-                         f"manifest last, so a missing one also means an unfinished build)")
-    shards = json.loads(manifest.read_text())["shards"]
-    paths = [str(Path(mix_dir) / s["name"]) for s in shards]
-    missing = [p for p in paths if not Path(p).is_file()]
-    if missing:
-        raise TrainError(f"{mix_dir}: {len(missing)} shard(s) listed in the manifest are missing, e.g. {missing[0]}")
-    return paths, sum(s["samples"] for s in shards)
+    """Shard paths listed in the manifest (never a glob) and the sample count, from the mix folder's reader."""
+    from datamix.mixdir import load_manifest, shard_paths
+
+    manifest = load_manifest(mix_dir)
+    return [str(p) for p in shard_paths(mix_dir, manifest)], manifest["samples"]
 
 
 def check_slots(n_shards: int, world_size: int, workers: int) -> None:

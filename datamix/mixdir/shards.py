@@ -14,6 +14,8 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from datamix.paths import Atomic
+
 # Reproducible tars: no wall-clock time in the headers. An int, not 0.0: tarfile writes a float mtime
 # as an extra 1 KiB PAX header per member, which nearly tripled the size of small-image shards.
 FIXED_MTIME = 0
@@ -42,10 +44,11 @@ class ShardRecord:
 
 
 class _HashingFile:
-    """A write-only file that hashes and counts what passes through."""
+    """A write-only file that hashes and counts what passes through, under a temporary name until committed."""
 
     def __init__(self, path: Path):
-        self._file = open(path, "wb")
+        self.atomic = Atomic(path)
+        self._file = open(self.atomic.tmp, "wb")
         self.sha = hashlib.sha256()
         self.size = 0
 
@@ -92,16 +95,15 @@ class ShardWriter:
         # processes, importing this module for its helpers, never need.
         from webdataset import TarWriter
 
-        self._file = _HashingFile(self.out_dir / (self.shard_name(self.index) + ".tmp"))
+        self._file = _HashingFile(self.out_dir / self.shard_name(self.index))
         self._tar = TarWriter(self._file, encoder=False, mtime=FIXED_MTIME, user="datamix", group="datamix")
         self._count, self._first = 0, self.position
 
     def _finish(self) -> None:
         self._tar.close()
         self._file.close()
-        final = self.out_dir / self.shard_name(self.index)
-        (self.out_dir / (final.name + ".tmp")).replace(final)
-        record = ShardRecord(final.name, self._first, self._count, self._file.size, self._file.sha.hexdigest())
+        self._file.atomic.commit()
+        record = ShardRecord(self.shard_name(self.index), self._first, self._count, self._file.size, self._file.sha.hexdigest())
         self.records.append(record)
         if self.journal is not None:
             with open(self.journal, "a", encoding="utf-8") as f:
@@ -119,7 +121,7 @@ class ShardWriter:
         if self._tar is not None:
             self._tar.close()
             self._file.close()
-            (self.out_dir / (self.shard_name(self.index) + ".tmp")).unlink(missing_ok=True)
+            self._file.atomic.discard()
             self._tar = self._file = None
 
 
