@@ -86,7 +86,8 @@ def generate(path: Path, scale: float, seed: int = 0) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from datamix.mixdir.index import INDEX_SCHEMA
+    from datamix.mixdir.index import INDEX_SCHEMA, ROW_SCHEMA
+    from datamix.sample_numbers import with_numbers
     from datamix.table import TURN_TYPE
 
     rng = np.random.default_rng(seed)
@@ -108,9 +109,12 @@ def generate(path: Path, scale: float, seed: int = 0) -> None:
             "task": [task] * n, "images": [[f"{name}/{s[:12]}.jpg" for s in im] for im in images],
             "conversations": conv, "meta": [meta] * n, "image_sha256": images,
             "image_bytes": [[50_000] * len(im) for im in images], "turns": turns.astype(np.int32)}))
-    table = pa.concat_tables([p.cast(INDEX_SCHEMA) for p in parts])
+    table = pa.concat_tables([p.cast(ROW_SCHEMA) for p in parts])
     table = table.take(rng.permutation(table.num_rows))  # mix order: sources interleaved, as a build writes
     table = table.set_column(0, "key", pa.array([f"{i:06d}" for i in range(table.num_rows)]))
+    # The numbers a build stores as it writes the index, in batches as it writes them.
+    table = pa.concat_tables([with_numbers(pa.Table.from_batches([b])) for b in table.to_batches(8192)])
+    assert table.schema.equals(INDEX_SCHEMA)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, compression="zstd", row_group_size=64 * 1024)
 

@@ -1,7 +1,8 @@
 """`index.parquet`: one row per sample of a mix, in mix order, written as the samples are.
 
 The unified schema plus where each sample lives (key, shard) and what its images are (content sha256,
-size): statistics, subsampling, `verify` and the trainer's length grouping read this, never the tars.
+size), and the `sample_numbers` columns: statistics, subsampling, `verify` and the trainer's length
+grouping read this, never the tars.
 """
 
 from __future__ import annotations
@@ -14,16 +15,18 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from datamix import sample_numbers
 from datamix.paths import Atomic
 from datamix.table import ARROW_SCHEMA, encode_meta
 
 ROWS_PER_WRITE = 8192
 
-INDEX_SCHEMA = pa.schema([
+ROW_SCHEMA = pa.schema([
     ("key", pa.string()), ("shard", pa.string()),
     *[(f.name, f.type) for f in ARROW_SCHEMA],
     ("image_sha256", pa.list_(pa.string())), ("image_bytes", pa.list_(pa.int64())), ("turns", pa.int32()),
 ])
+INDEX_SCHEMA = pa.schema([*ROW_SCHEMA, *sample_numbers.FIELDS])  # + what `datamix stats` reads
 
 
 @dataclass
@@ -71,7 +74,8 @@ class IndexWriter:
 
     def _flush(self) -> None:
         if self._rows:
-            self._writer.write_table(pa.Table.from_pylist(self._rows, schema=INDEX_SCHEMA))
+            table = pa.Table.from_pylist(self._rows, schema=ROW_SCHEMA)
+            self._writer.write_table(sample_numbers.with_numbers(table))
             self._rows = []
 
     def close(self) -> dict[str, SourceStats]:
