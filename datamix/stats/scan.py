@@ -102,8 +102,12 @@ def _scan_batch(frames: Frames, batch: pa.RecordBatch, image_column: str, offset
     answer_src = np.repeat(src, pc.list_value_length(answers).fill_null(0).to_numpy(zero_copy_only=False))
     frames.answers.append(pl.DataFrame({"src": answer_src, "answer": pl.from_arrow(pc.list_flatten(answers))}))
     _questions(frames, role, _flat(batch, "turn_prompted"), row, src, short, offset)
-    img = pl.DataFrame({"src": src, "img": pl.from_arrow(batch.column(image_column))}).explode("img")
-    frames.images.append(img.drop_nulls("img").unique())
+    # Images by a 64-bit hash of their identity (sha256 hex or path): joins on integers, not 64-char strings.
+    images = batch.column(image_column)
+    per_row = pc.list_value_length(images).fill_null(0).to_numpy(zero_copy_only=False)
+    identity = pl.from_arrow(pc.list_flatten(images))
+    img = pl.DataFrame({"src": np.repeat(src, per_row), "img": identity.hash()}).filter(identity.is_not_null())
+    frames.images.append(img.unique())
 
 
 def _questions(frames: Frames, role: np.ndarray, prompted: np.ndarray, row: np.ndarray, src: np.ndarray,
