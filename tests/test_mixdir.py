@@ -203,3 +203,25 @@ def test_every_image_loaded_is_the_shard_bytes(formats, tmp_path):
     for row, (_, sample, images) in zip(data, iter_samples(formats)):
         for suffix, raw in images.items():
             assert row[suffix].tobytes() == Image.open(io.BytesIO(raw)).tobytes()
+
+
+def test_shards_are_the_bytes_webdataset_tarwriter_writes(tmp_path):
+    """The members are packed without webdataset (workers pack them; it imports torch), byte for byte its own."""
+    import webdataset
+
+    from datamix.mixdir.shards import FIXED_MTIME, OWNER, ShardWriter, pack_sample
+
+    samples = [{"__key__": "000000", "json": b'{"a":1}', "jpg": b"\xff\xd8" + b"x" * 1000},
+               {"__key__": "000001", "json": "é".encode() * 300},
+               {"__key__": "000002", "json": b"{}", "0.jpg": b"j" * 512, "1.png": b"p" * 513},
+               {"__key__": "k" * 120, "json": b""}]  # a name over 100 bytes: PAX records, via tarfile
+    expected = io.BytesIO()
+    with webdataset.TarWriter(expected, encoder=False, mtime=FIXED_MTIME, user=OWNER, group=OWNER) as tar:
+        for sample in samples:
+            tar.write(sample)
+    writer = ShardWriter(tmp_path, "m", max_samples=10, max_bytes=1 << 30)
+    for sample in samples:
+        writer.write(pack_sample(sample["__key__"], {k: v for k, v in sample.items() if k != "__key__"}))
+    [record] = writer.close()
+    assert (tmp_path / record.name).read_bytes() == expected.getvalue()
+    assert record.bytes == len(expected.getvalue()) and record.samples == 4

@@ -17,9 +17,10 @@ import pyarrow.parquet as pq
 from datamix.builder.pick import COPY, EXTENSIONS, REVERIFY, Picked, row_digest
 from datamix.builder.workers import Mapper
 from datamix.errors import BuildError
-from datamix.images import file_digest, resolve_image, verify_image
+from datamix.images import file_digest, read_regular_file, resolve_image, verify_image
 from datamix.prompts import PromptPolicy, apply_format_prompt
 from datamix.mixdir import MixWriter
+from datamix.mixdir.writer import ReadySample, prepare_sample
 from datamix.schema import Sample
 from datamix.table import table_to_samples
 
@@ -81,14 +82,24 @@ def _bucket_line(sample: Sample, picked: Picked, row: int, copy: int, position: 
 Member = tuple[str, bytes, str | None, int | None]  # (extension, bytes, re-encode note, EXIF orientation)
 
 
-def load_member_images(args: tuple[str | None, dict, int]) -> list[Member] | str:
-    """Worker: (extension, bytes, re-encode note, EXIF orientation) per image of a sample, exactly the files verified in the
+def ready_sample(args: tuple[str | None, dict, int, int]) -> ReadySample | str:
+    """Worker: one sample ready to append (images read and re-checked, JSON encoded, images hashed, tar
+    members packed), or why its images are no longer the ones verified. The main process only appends."""
+    root, entry, max_pixels, width = args
+    images = load_member_images(root, entry, max_pixels)
+    if isinstance(images, str):
+        return images
+    return prepare_sample(f"{entry['p']:0{width}d}", *_sample(entry, images))
+
+
+def load_member_images(root: str | None, entry: dict, max_pixels: int) -> list[Member] | str:
+    """(extension, bytes, re-encode note, EXIF orientation) per image of a sample, exactly the files verified in the
     pick step: their digest is checked again here, so a file changed in between never reaches a shard."""
-    root, entry, max_pixels = args
     images = entry["row"]["images"]
     if entry["code"] == COPY:
-        path = resolve_image(Path(root), images[0])
-        data = b"" if isinstance(path, str) or not Path(path).is_file() else Path(path).read_bytes()
+        path = resolve_image(root, images[0])
+        data = None if isinstance(path, str) else read_regular_file(path)
+        data = data if isinstance(data, bytes) else b""
         if file_digest(data) != bytes.fromhex(entry["digest"]):
             return f"image changed during the build: {images[0]} differs from the file verified earlier"
         return [(entry["ext"], data, None, entry.get("exif"))]
@@ -110,12 +121,11 @@ def write_shards(bucket_dir: Path, writer: MixWriter, roots: dict[str, str | Non
     for bucket in sorted(bucket_dir.glob("*.jsonl")):
         entries = [json.loads(line) for line in bucket.read_text(encoding="utf-8").splitlines()]
         entries = sorted((e for e in entries if e["p"] >= skip_before), key=lambda e: e["p"])
-        jobs = ((roots[e["row"]["source"]], e, max_pixels) for e in entries)
-        for entry, images in zip(entries, pool.imap(load_member_images, jobs, chunksize=16)):
-            if isinstance(images, str):  # verified minutes ago, unusable now: the input is being modified
-                raise BuildError(f"{entry['row']['id']}: {images}; rerun the build once the inputs are stable")
-            assert entry["p"] == writer.position, "buckets are written in mix order"
-            writer.write(*_sample(entry, images))
+        jobs = ((roots[e["row"]["source"]], e, max_pixels, writer.width) for e in entries)
+        for entry, sample in zip(entries, pool.imap(ready_sample, jobs, chunksize=16)):
+            if isinstance(sample, str):  # verified minutes ago, unusable now: the input is being modified
+                raise BuildError(f"{entry['row']['id']}: {sample}; rerun the build once the inputs are stable")
+            writer.append(sample)
 
 
 def _sample(entry: dict, images: list[Member]) -> tuple[dict, dict[str, bytes], list[str | None]]:

@@ -7,7 +7,6 @@ grouping read this, never the tars.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,8 +53,9 @@ class IndexWriter:
         self._writer = pq.ParquetWriter(self._file.tmp, INDEX_SCHEMA, compression="zstd")
         self._rows: list[dict] = []
 
-    def add(self, key: str, shard: str, row: dict, images: list[bytes], notes: list[str | None]) -> None:
-        sizes = [len(data) for data in images]
+    def add(self, key: str, shard: str, row: dict, image_sha256: list[str], sizes: list[int],
+            notes: list[str | None]) -> None:
+        """One sample: its row, its images' sha256 (hex) and sizes, their re-encode notes."""
         stats = self.stats.setdefault(row["source"], SourceStats())
         turns = sum(1 for t in row["conversations"] if t["from"] == "human")
         stats.samples += 1
@@ -67,8 +67,7 @@ class IndexWriter:
         self._rows.append({"key": key, "shard": shard, "id": row["id"], "source": row["source"], "task": row["task"],
                            "images": row["images"], "conversations": row["conversations"],
                            "meta": encode_meta(row["meta"]),
-                           "image_sha256": [hashlib.sha256(d).hexdigest() for d in images],
-                           "image_bytes": sizes, "turns": turns})
+                           "image_sha256": image_sha256, "image_bytes": sizes, "turns": turns})
         if len(self._rows) >= ROWS_PER_WRITE:
             self._flush()
 

@@ -9,8 +9,10 @@ the same files, the same stats schema and the same manifest schema; a rung's man
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from datamix.jsonio import write_jsonl
@@ -19,7 +21,7 @@ from datamix.mixdir.card import card_text
 from datamix.mixdir.index import IndexWriter, SourceStats
 from datamix.mixdir.layout import CARD, INDEX, RECORDED_FILES, REJECTS, STATS
 from datamix.mixdir.manifest import Manifest, json_text, selection_digest
-from datamix.mixdir.shards import ShardRecord, ShardWriter, sha256_file
+from datamix.mixdir.shards import ShardRecord, ShardWriter, pack_sample, sha256_file
 from datamix.paths import write_atomic
 
 # What the caller knows of each source (the writer counts the rest): `images_checked` is how many image
@@ -52,22 +54,24 @@ class MixWriter:
 
     @property
     def position(self) -> int:
-        """The mix position (and key) of the next sample written."""
+        """The mix position of the next sample written."""
         return self.shards.position
 
-    def write(self, row: dict, members: dict[str, bytes], notes: list[str | None], json_bytes: bytes | None = None):
-        """One sample: its row (with `image_members`), its image members by suffix, their re-encode notes.
+    def key(self, position: int) -> str:
+        return f"{position:0{self.width}d}"
 
-        `json_bytes`: the json member as already encoded (a rung copies its parent's bytes untouched);
-        by default the row is encoded canonically (sorted keys, compact).
-        """
-        key = f"{self.position:0{self.width}d}"
-        if json_bytes is None:
-            json_bytes = encode_row(row)
-        self.shards.write({"__key__": key, "json": json_bytes, **members})
-        self.image_members.update(row["image_members"])
-        self.index.add(key, self.shards.shard_name(self.shards.index), row,
-                       [members[s] for s in row["image_members"]], notes)
+    def write(self, row: dict, members: dict[str, bytes], notes: list[str | None], json_bytes: bytes | None = None):
+        """One sample, prepared here (see `prepare_sample`) and appended."""
+        self.append(prepare_sample(self.key(self.position), row, members, notes, json_bytes))
+
+    def append(self, sample: ReadySample) -> None:
+        """A sample prepared elsewhere (a build's worker processes): only its bytes and index row are added."""
+        if sample.key != self.key(self.position):  # what keeps the output independent of the worker count
+            raise ValueError(f"sample {sample.key} arrived at position {self.position}")
+        self.shards.write(sample.packed)
+        self.image_members.update(sample.row["image_members"])
+        self.index.add(sample.key, self.shards.shard_name(self.shards.index), sample.row, sample.image_sha256,
+                       sample.image_bytes, sample.notes)
 
     def abort(self) -> None:
         """Drop what is half-written (the open shard, the index); finished shards stay, as a kill leaves them."""
@@ -140,8 +144,35 @@ class MixWriter:
         for key, files in members.items():
             row = json.loads(files["json"])
             notes = row["meta"].get("reencoded") or [None] * len(row["image_members"])
+            images = [files[suffix] for suffix in row["image_members"]]
             self.image_members.update(row["image_members"])
-            self.index.add(key, path.name, row, [files[suffix] for suffix in row["image_members"]], notes)
+            self.index.add(key, path.name, row, [hashlib.sha256(d).hexdigest() for d in images],
+                           [len(d) for d in images], notes)
+
+
+@dataclass(frozen=True)
+class ReadySample:
+    """A sample ready to append: its tar members packed, its images hashed (what the index records)."""
+
+    key: str
+    row: dict
+    packed: bytes
+    image_sha256: list[str]
+    image_bytes: list[int]
+    notes: list[str | None]
+
+
+def prepare_sample(key: str, row: dict, members: dict[str, bytes], notes: list[str | None],
+                   json_bytes: bytes | None = None) -> ReadySample:
+    """The CPU work of one sample (JSON encoding, sha256 of its images, tar headers), in any process.
+
+    `json_bytes`: the json member as already encoded (a rung copies its parent's bytes untouched);
+    by default the row is encoded canonically (`encode_row`).
+    """
+    images = [members[s] for s in row["image_members"]]
+    packed = pack_sample(key, {"json": encode_row(row) if json_bytes is None else json_bytes, **members})
+    return ReadySample(key, row, packed, [hashlib.sha256(d).hexdigest() for d in images],
+                       [len(d) for d in images], notes)
 
 
 def encode_row(row: dict) -> bytes:
