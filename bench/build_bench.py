@@ -7,7 +7,7 @@
          `webdataset.ShardWriter.write({"__key__", "json", "jpg"})`, same maxcount / maxsize;
      (b) `datamix build` of a recipe with that Parquet (ratio 1.0), --workers 1 and --workers 2: which
          also converts-or-reuses, ranks, verifies (fully decodes) every image, shuffles, hashes every shard,
-         journals and writes index.parquet, stats.json, rejects.jsonl and manifest.json.
+         journals and writes index.parquet, stats.json, rejects.jsonl, README.md and manifest.json.
    Prints samples/s, MB/s (shard bytes / wall time) and the ratio (b)/(a). Issue target: (b) >= 0.8x (a).
 
 2. Scale. A generated mix with the per-source sizes of LLaVA-1.5's 665,298-sample mix (one Parquet per
@@ -224,14 +224,19 @@ def bench_throughput(work: Path, scale: float, measure, workers=WORKER_COUNTS) -
     a = measure("wds_plain", str(parquet), str(root), str(plain_out / "bench-%06d.tar"), str(MAXCOUNT), str(MAXSIZE))
     a_bytes = shard_bytes(plain_out)
     print(_fmt("(a) plain webdataset.ShardWriter loop", a, n, a_bytes), flush=True)
+    walls, shards = {}, {}
     for w in workers:
         out = folder / f"datamix-w{w}"
         shutil.rmtree(out, ignore_errors=True)
         b = measure("datamix", "build", str(recipe), "--out", str(out), "--workers", str(w))
         b_bytes = shard_bytes(out)
+        walls[w], shards[w] = b["wall_s"], {p.name: p.read_bytes() for p in sorted(out.glob("*.tar"))}
         print(_fmt(f"(b) datamix build --workers {w}", b, n, b_bytes), flush=True)
         print(f"      (b)/(a) throughput: {a['wall_s'] / b['wall_s']:.2f}x   (target >= 0.80x)   "
               f"shard bytes (b)/(a): {b_bytes / a_bytes:.3f}")
+    if 1 in walls and 2 in walls:
+        print(f"      --workers 2 vs --workers 1: {walls[1] / walls[2]:.2f}x   (target >= 1.50x on 2 cores); "
+              f"shards byte-identical: {shards[1] == shards[2]}")
     shutil.rmtree(plain_out, ignore_errors=True)
 
 
