@@ -31,9 +31,8 @@ GENRES = ("Literature & Fiction", "Cookbooks, Food & Wine", "Science & Math", "T
           "Humor & Entertainment", "Calendars", "Law", "Religion & Spirituality", "Comics & Graphic Novels")
 
 
-def measure(*args: str) -> dict:
-    out = subprocess.run([sys.executable, str(HERE / "measure.py"), *args], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+sys.path.insert(0, str(HERE))
+from measure import measure  # noqa: E402  (one process per job: wall time and that job's own peak RSS)
 
 
 def _words(rng: random.Random, lo: int, hi: int) -> str:

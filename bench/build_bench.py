@@ -7,7 +7,7 @@
          `webdataset.ShardWriter.write({"__key__", "json", "jpg"})`, same maxcount / maxsize;
      (b) `datamix build` of a recipe with that Parquet (ratio 1.0), --workers 1 and --workers 2: which
          also converts-or-reuses, ranks, verifies (fully decodes) every image, shuffles, hashes every shard,
-         journals and writes index.parquet, stats.json, rejects.jsonl and manifest.json.
+         journals and writes index.parquet, stats.json, rejects.jsonl, README.md and manifest.json.
    Prints samples/s, MB/s (shard bytes / wall time) and the ratio (b)/(a). Issue target: (b) >= 0.8x (a).
 
 2. Scale. A generated mix with the per-source sizes of LLaVA-1.5's 665,298-sample mix (one Parquet per
@@ -205,7 +205,7 @@ def shard_bytes(folder: Path) -> int:
 def _fmt(name: str, r: dict, n: int, nbytes: int) -> str:
     rss = r["peak_rss_bytes"] / 2**20
     kids = r.get("peak_rss_children_bytes", 0) / 2**20
-    kid = f" (+ worker {kids:,.0f})" if kids else ""
+    kid = f" (+ workers {kids:,.0f})" if kids else ""
     return (f"  {name:<40} {r['wall_s']:>7.2f} s {n / r['wall_s']:>9,.0f} samples/s "
             f"{nbytes / 1e6 / r['wall_s']:>7.1f} MB/s {rss:>7,.0f} MiB RSS{kid}")
 
@@ -224,14 +224,19 @@ def bench_throughput(work: Path, scale: float, measure, workers=WORKER_COUNTS) -
     a = measure("wds_plain", str(parquet), str(root), str(plain_out / "bench-%06d.tar"), str(MAXCOUNT), str(MAXSIZE))
     a_bytes = shard_bytes(plain_out)
     print(_fmt("(a) plain webdataset.ShardWriter loop", a, n, a_bytes), flush=True)
+    walls, shards = {}, {}
     for w in workers:
         out = folder / f"datamix-w{w}"
         shutil.rmtree(out, ignore_errors=True)
         b = measure("datamix", "build", str(recipe), "--out", str(out), "--workers", str(w))
         b_bytes = shard_bytes(out)
+        walls[w], shards[w] = b["wall_s"], {p.name: p.read_bytes() for p in sorted(out.glob("*.tar"))}
         print(_fmt(f"(b) datamix build --workers {w}", b, n, b_bytes), flush=True)
         print(f"      (b)/(a) throughput: {a['wall_s'] / b['wall_s']:.2f}x   (target >= 0.80x)   "
               f"shard bytes (b)/(a): {b_bytes / a_bytes:.3f}")
+    if 1 in walls and 2 in walls:
+        print(f"      --workers 2 vs --workers 1: {walls[1] / walls[2]:.2f}x   (target >= 1.50x on 2 cores); "
+              f"shards byte-identical: {shards[1] == shards[2]}")
     shutil.rmtree(plain_out, ignore_errors=True)
 
 
@@ -250,19 +255,19 @@ def bench_scale(work: Path, mix_scale: float, measure, workers: int = 2) -> None
         results[ratio] = r
         print(_fmt(f"ratio {ratio:g}: {n:,} samples", r, n, shard_bytes(out)), flush=True)
         shutil.rmtree(out, ignore_errors=True)
-    small, big = (results[k]["peak_rss_bytes"] for k in (0.1, 1.0))
-    print(f"  peak RSS ratio 100%/10%: {big / small:.2f}x (target <= 1.20x); 100% peak "
+    small, big = (results[k]["peak_rss_total_bytes"] for k in (0.1, 1.0))  # main process + its workers
+    print(f"  peak RSS (main + workers) ratio 100%/10%: {big / small:.2f}x (target <= 1.20x); 100% peak "
           f"{big / 2**30:.2f} GiB (target < 2 GiB)")
 
 
 # ------------------------------------------------------------------------------- memory by build phase
 
 def profile_phases(recipe: str, out: str, workers: int = 1, trace: bool = False) -> None:
-    """Run `datamix.build.build` in this process and print wall time and RSS per phase.
+    """Run `datamix.builder.build` in this process and print wall time and RSS per phase.
 
     RSS is sampled from /proc/self/statm every 10 ms by a thread (peak per phase, and at the phase's end);
     with `trace`, tracemalloc also gives the Python-heap peak per phase and the top live allocation sites
-    at the end of each phase (slow: 2-3x). Wraps the phase functions of datamix.build; changes nothing else.
+    at the end of each phase (slow: 2-3x). Wraps the phase functions of datamix.builder; changes nothing else.
     """
     import os
     import resource
@@ -270,7 +275,7 @@ def profile_phases(recipe: str, out: str, workers: int = 1, trace: bool = False)
     import time
     import tracemalloc
 
-    import datamix.build as b
+    import datamix.builder as b
 
     page = os.sysconf("SC_PAGE_SIZE")
 
@@ -312,8 +317,11 @@ def profile_phases(recipe: str, out: str, workers: int = 1, trace: bool = False)
                 state["phase"] = outer
         return wrapper
 
-    for name in ("prepare_all", "resolve_targets", "check_budgets", "_route", "_write", "write_records"):
+    from datamix.mixdir import MixWriter
+
+    for name in ("prepare_all", "resolve_targets", "check_budgets", "_route", "_write"):
         setattr(b, name, wrap(name, getattr(b, name)))
+    MixWriter.finish = wrap("MixWriter.finish", MixWriter.finish)  # index, rejects, stats, card, manifest
     pick = b.pick_source
     b.pick_source = wrap("pick_source", pick)
     if trace:

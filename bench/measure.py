@@ -1,17 +1,31 @@
-"""Run one benchmark job in this fresh process and print its wall time and peak RSS as JSON.
+"""Run one benchmark job in a fresh process; `measure(...)` reports its wall time and its own peak RSS.
 
-Jobs: `json_load FILES...`, `pickle_load FILES...`, `naive_vqav2 Q A OUT`, `naive_gqa FILE OUT`,
-`datamix ARGS...` (the real CLI), `wds_plain PARQUET IMAGE_ROOT PATTERN MAXCOUNT MAXSIZE` (the plain webdataset shard-writing loop).
-`peak_rss_children_bytes` is the largest peak RSS of any finished child process (pool workers), 0 if none.
+Jobs: `json_load FILES...`, `pickle_load FILES...`, `naive_vqav2 Q A OUT`, `naive_gqa FILE OUT`, `datamix ARGS...` (the real CLI),
+`wds_plain PARQUET IMAGE_ROOT PATTERN MAXCOUNT MAXSIZE` (the plain webdataset shard-writing loop),
+`call MODULE:FUNCTION ARGS...` (a function of another bench script), `hold MIB` (a calibration job).
+
+Peak memory is each process's own: `VmHWM` of /proc/<pid>/status, the high-water mark of the memory
+image it runs. Not `ru_maxrss`: Linux carries that over from the parent across fork and exec, so a
+job started by a process that had grown to 3.6 GiB reported 3.6 GiB whatever it did itself.
+- `peak_rss_bytes`: the job process's VmHWM, read as it exits.
+- `peak_rss_children_bytes`: the sum of its child processes' VmHWM (pool workers), each read by a
+  thread every 20 ms while they live (the last reading after a child's exec is its own peak).
+- `wall_s`: measured by the caller around the whole process, interpreter start-up and imports included.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
-import resource
+import os
+import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
 
 PROMPT = "Answer the question using a single word or phrase."
 
@@ -94,13 +108,100 @@ def run_datamix(*args: str) -> None:
             raise
 
 
+def call(target: str, *args: str) -> None:
+    """`module:function` of a script in bench/ (e.g. `stats_bench:plain_loop`), called with `args`."""
+    module, function = target.split(":")
+    getattr(importlib.import_module(module), function)(*args)
+
+
+def hold(mib: str, child_mib: str | None = None) -> None:
+    """Touch `mib` MiB (and, given `child_mib`, in a spawned child as a pool worker would): a job of known
+    size, to check what the figures report."""
+    if child_mib is not None:
+        import multiprocessing
+
+        child = multiprocessing.get_context("spawn").Process(target=hold, args=(child_mib,))
+        child.start()
+        child.join()
+    block = bytearray(int(mib) << 20)
+    block[::4096] = b"x" * len(block[::4096])
+    time.sleep(0.1)  # long enough for a parent's 20 ms reading
+
+
 JOBS = {"json_load": json_load, "pickle_load": pickle_load, "naive_vqav2": naive_vqav2, "naive_gqa": naive_gqa,
-        "datamix": run_datamix, "wds_plain": wds_plain}
+        "datamix": run_datamix, "wds_plain": wds_plain, "call": call, "hold": hold}
+
+
+def vm_hwm(pid: int | str = "self") -> int:
+    """Bytes of the process's peak resident set (VmHWM), 0 if it is gone or has no memory image."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += children
+            todo += children
+    return found
+
+
+class ChildPeaks(threading.Thread):
+    """Reads every descendant's VmHWM every `interval` s; keeps the last reading per pid.
+
+    The last, not the largest: a spawned child is forked (a copy of this process's memory image, with its
+    high-water mark) and then execs a fresh interpreter, whose own mark starts again from zero.
+    """
+
+    def __init__(self, interval: float = 0.02):
+        super().__init__(daemon=True)
+        self.interval, self.peaks, self.done = interval, {}, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            self.poll()
+            self.done.wait(self.interval)
+
+    def poll(self) -> None:
+        for pid in descendants(os.getpid()):
+            value = vm_hwm(pid)
+            if value:
+                self.peaks[pid] = value
+
+    def total(self) -> int:
+        self.done.set()
+        self.poll()
+        return sum(self.peaks.values())
+
+
+def measure(*args: str) -> dict:
+    """Run `measure.py JOB ARGS...` as a fresh process: its wall time (start-up included) and peak RSS."""
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, str(HERE / "measure.py"), *args], check=True, capture_output=True,
+                         text=True)
+    wall = time.perf_counter() - start
+    return json.loads(out.stdout.strip().splitlines()[-1]) | {"wall_s": wall}
+
 
 if __name__ == "__main__":
-    start = time.perf_counter()
+    children = ChildPeaks()
+    children.start()
+    started = time.perf_counter()
     JOBS[sys.argv[1]](*sys.argv[2:])
-    wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    print(json.dumps({"wall_s": wall, "peak_rss_bytes": peak, "peak_rss_children_bytes": children}))
+    job_s = time.perf_counter() - started
+    kids = children.total()
+    own = vm_hwm()
+    print(json.dumps({"job_s": job_s, "peak_rss_bytes": own, "peak_rss_children_bytes": kids,
+                      "peak_rss_total_bytes": own + kids}))

@@ -164,10 +164,7 @@ if __name__ == "__main__":
     parser.add_argument("--work", type=Path, default=Path("bench_out"), help="where inputs and outputs go")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-
-    def measure(*job: str) -> dict:
-        out = subprocess.run([sys.executable, str(HERE / "measure.py"), *job], check=True, capture_output=True,
-                             text=True)
-        return json.loads(out.stdout.strip().splitlines()[-1])
+    sys.path.insert(0, str(HERE))
+    from measure import measure  # one process per job: wall time and that job's own peak RSS
 
     main(args.work, args.scale, measure)

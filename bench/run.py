@@ -21,7 +21,6 @@ the throughput input, `--mix-scale` the mix); `--only all` (the default) runs bo
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -30,15 +29,11 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 import build_bench  # noqa: E402
 import regions_bench  # noqa: E402
+from measure import measure  # noqa: E402
 import synth  # noqa: E402
 
 VQA_QUESTIONS = 443_757
 GQA_QUESTIONS = 943_000
-
-
-def measure(*args: str) -> dict:
-    out = subprocess.run([sys.executable, str(HERE / "measure.py"), *args], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def inputs(work: Path, scale: float) -> tuple[list[Path], list[Path]]:

@@ -3,29 +3,30 @@
     .venv/bin/python bench/stats_bench.py [--work bench_out] [--scale 1.0]
 
 1. Generates (once; cached under <work>/stats/ with a stamp) an index.parquet-shaped table
-   (datamix.build.write.INDEX_SCHEMA) with the published per-source sizes of llava_v1_5_mix665k.json,
+   (datamix.mixdir.index.INDEX_SCHEMA) with the published per-source sizes of llava_v1_5_mix665k.json,
    in shuffled mix order, with per-task shapes: multi-turn short-answer VQA with the format prompt on the
    first question and a yes-leaning yes/no balance, single-turn multiple choice and captions, long
    ShareGPT answers, grounding boxes; COCO images shared by five sources, GQA/VG sharing Visual Genome.
 2. Runs, each in a fresh process: (a) the plain loop (pyarrow batches -> to_pylist -> per-source sample
    counts and word counts of human and gpt turns: nothing else), (b) `datamix stats <file> --json`
    (every figure: lengths, quantiles, answers, prompt coverage, duplicates, image overlap, histograms).
-3. Prints wall time and peak RSS side by side, and the ratios. Issue target: (b) >= 10x faster than (a),
-   peak RSS < 2 GiB.
+3. Prints wall time and peak RSS side by side, and the ratios, each measured by bench/measure.py around
+   the whole process (interpreter start-up and imports included; each process's own peak RSS). Issue
+   target: (b) >= 10x faster than (a), peak RSS < 2 GiB.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import measure  # noqa: E402
 
 SOURCES = {  # name: (samples, task, image pool, turns range, question words, answer words)
     "llava_instruct": (157_712, "conversation", "coco", (1, 5), (6, 20), (20, 90)),
@@ -85,7 +86,8 @@ def generate(path: Path, scale: float, seed: int = 0) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from datamix.build.write import INDEX_SCHEMA
+    from datamix.mixdir.index import INDEX_SCHEMA, ROW_SCHEMA
+    from datamix.sample_numbers import with_numbers
     from datamix.table import TURN_TYPE
 
     rng = np.random.default_rng(seed)
@@ -107,9 +109,12 @@ def generate(path: Path, scale: float, seed: int = 0) -> None:
             "task": [task] * n, "images": [[f"{name}/{s[:12]}.jpg" for s in im] for im in images],
             "conversations": conv, "meta": [meta] * n, "image_sha256": images,
             "image_bytes": [[50_000] * len(im) for im in images], "turns": turns.astype(np.int32)}))
-    table = pa.concat_tables([p.cast(INDEX_SCHEMA) for p in parts])
+    table = pa.concat_tables([p.cast(ROW_SCHEMA) for p in parts])
     table = table.take(rng.permutation(table.num_rows))  # mix order: sources interleaved, as a build writes
     table = table.set_column(0, "key", pa.array([f"{i:06d}" for i in range(table.num_rows)]))
+    # The numbers a build stores as it writes the index, in batches as it writes them.
+    table = pa.concat_tables([with_numbers(pa.Table.from_batches([b])) for b in table.to_batches(8192)])
+    assert table.schema.equals(INDEX_SCHEMA)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, compression="zstd", row_group_size=64 * 1024)
 
@@ -135,39 +140,25 @@ def run_stats(index: str, out: str) -> None:
         sys.exit(code)
 
 
-def job(name: str, *args: str) -> None:
-    """Run one job in this (fresh) process; print its wall time and peak RSS as the last line."""
-    start = time.perf_counter()
-    {"loop": plain_loop, "stats": run_stats, "generate": lambda path, scale: generate(Path(path), float(scale))}[name](*args)
-    wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"wall_s": wall, "peak_rss_bytes": peak}))
-
-
-def measure(*args: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--job", *args], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def generate_file(path: str, scale: str) -> None:
+    generate(Path(path), float(scale))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("bench_out"))
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the 665,298 samples")
-    parser.add_argument("--job", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.job:
-        return job(*args.job)
     index = args.work / "stats" / f"index-{args.scale:g}.parquet"
     if not index.exists():
         print(f"generating {index} ...", flush=True)
-        # In a child: a process started later by this one would inherit its peak RSS in ru_maxrss.
-        measure("generate", str(index), str(args.scale))
+        measure("call", "stats_bench:generate_file", str(index), str(args.scale))
     import pyarrow.parquet as pq
 
     meta = pq.ParquetFile(index).metadata
     print(f"{index}: {meta.num_rows:,} samples, {index.stat().st_size / 2**20:,.0f} MiB on disk")
-    a = measure("loop", str(index))
-    b = measure("stats", str(index), str(index.with_suffix(".stats.json")))
+    a = measure("call", "stats_bench:plain_loop", str(index))
+    b = measure("call", "stats_bench:run_stats", str(index), str(index.with_suffix(".stats.json")))
     for label, r in (("(a) plain Python loop (counts, words)", a), ("(b) datamix stats (every figure)", b)):
         print(f"  {label:<40} {r['wall_s']:>8.2f} s {r['peak_rss_bytes'] / 2**20:>9,.0f} MiB")
     speed, mem = a["wall_s"] / b["wall_s"], b["peak_rss_bytes"] / a["peak_rss_bytes"]

@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path, PurePosixPath
 
 from datamix.errors import DatamixError, InputError
-from datamix.mix import iter_samples, load_manifest
+from datamix.mixdir import iter_samples, load_manifest
 
 FORMATS = ("llava", "hf")
 _SAME_FORMAT = {"jpeg": "jpg"}

@@ -304,12 +304,11 @@ def _untyped(text: bytes) -> Any:
 
 def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
     """One JSON object per line (sorted keys, UTF-8), written to a temporary name and renamed when complete."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    from datamix.paths import Atomic
+
+    with Atomic(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-    tmp.replace(path)
 
 
 def load_json_file(path: Path, fix: str) -> Any:

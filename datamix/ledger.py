@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from datamix.jsonio import write_jsonl
+
+
+def reason_code(reason: str) -> str:
+    """The code of a rejection reason: the part before its first `:` (`missing_image: 000.jpg` -> `missing_image`)."""
+    return reason.split(":", 1)[0].strip()
+
+
+def tally_reasons(rejects: Iterable[dict]) -> dict[str, int]:
+    """How many rejections per reason code, most frequent first (ties by code): every tally of reasons."""
+    counts = Counter(reason_code(r["reason"]) for r in rejects)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 @dataclass
@@ -37,9 +49,7 @@ class Ledger:
         return len(self.rejects)
 
     def by_reason(self) -> dict[str, int]:
-        """Tally by reason code (the part before `:`), most frequent first."""
-        counts = Counter(r["reason"].split(":", 1)[0] for r in self.rejects)
-        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        return tally_reasons(self.rejects)
 
     def balanced(self) -> bool:
         return self.records_in == self.records_out + self.rejected

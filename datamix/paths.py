@@ -48,3 +48,38 @@ def remove_tree(root: str | Path, *parts: str) -> None:
 
 def remove_file(root: str | Path, name: str) -> None:
     inside(root, name).unlink(missing_ok=True)
+
+
+
+class Atomic:
+    """A file written under a temporary name beside `path` and renamed onto it only when complete.
+
+    A reader never sees a half-written file: until the rename it finds the old file or none. Used as
+    `with Atomic(path) as tmp:` (renamed if the block ends cleanly, removed if it raises), or held
+    open across calls by a streaming writer, which calls `commit()` or `discard()`.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(self.path.name + ".tmp")
+
+    def commit(self) -> None:
+        self.tmp.replace(self.path)
+
+    def discard(self) -> None:
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> Path:
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.discard() if exc_type else self.commit()
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> None:
+    """Write a whole small file (a manifest, a card, stats) under a temporary name, then rename it."""
+    with Atomic(path) as tmp:
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8")
+        else:
+            tmp.write_bytes(data)

@@ -29,9 +29,14 @@ def rank_key(seed: int, source: str, sample_id: str) -> int:
 
 
 def rank_order(seed: int, source: str, ids: Sequence[str]) -> np.ndarray:
-    """Row indices of `ids` from first to last in the seeded ranking (ties, never seen, broken by id)."""
+    """Row indices of `ids` from first to last in the seeded ranking: the one ranking of a build's pick,
+    a subsample's rungs and the manifest's id digests."""
     keys = np.fromiter((rank_key(seed, source, i) for i in ids), dtype=np.uint64, count=len(ids))
-    return np.lexsort((np.asarray(ids, dtype=object).astype(str), keys))
+    order = np.argsort(keys, kind="stable")
+    if len(keys) > 1 and bool(np.any(keys[order][1:] == keys[order][:-1])):
+        # A 64-bit collision (never seen): break the tie by id so input order can never matter.
+        order = np.lexsort((np.asarray(ids, dtype=object).astype(str), keys))
+    return order
 
 
 @dataclass(frozen=True)

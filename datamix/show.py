@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from datamix.errors import InputError
-from datamix.mix import iter_samples, load_manifest, read_index
+from datamix.mixdir import iter_samples, load_manifest, read_index
 
 WIDTH = 100
 MAX_CHARS = 600  # per turn, unless --full

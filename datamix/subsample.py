@@ -6,7 +6,8 @@
   does not depend on the ratio, so a smaller rung is inside a larger one, and reruns are identical.
 - Decided from index.parquet alone; then ONE pass over the parent shards writes every rung at once.
   Member bytes (json and images) are copied untouched and the parent's shuffled order is kept; only the
-  keys are renumbered to positions in the rung. manifest.json is written last, as in a build.
+  keys are renumbered to positions in the rung. Each rung goes through the same `MixWriter` as a
+  build, so it has the same files and schemas; its manifest's `parent` says where it was cut from.
 """
 
 from __future__ import annotations
@@ -14,20 +15,17 @@ from __future__ import annotations
 import json
 import os
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from datamix import __version__
-from datamix.build.record import MANIFEST_FORMAT, write_json
-from datamix.build.write import MixTally
 from datamix.errors import InputError
 from datamix.lock import output_lock
-from datamix.mix import INDEX, MANIFEST, iter_members, load_manifest, read_index, sealed, selection_digest
+from datamix.mixdir import MANIFEST, MixWriter, iter_members, load_manifest, read_index
+from datamix.mixdir.shards import sha256_file, written_shards
 from datamix.paths import inside, remove_file
 from datamix.selection import rank_order, targets
-from datamix.shards import ShardWriter, sha256_file, written_shards
 
 
 @dataclass
@@ -36,7 +34,7 @@ class Rung:
     name: str
     out: Path
     positions: np.ndarray  # parent positions, ascending (= the parent's shuffled order)
-    counts: dict[str, dict]  # per source: available, requested, selected, written, selected_ids_sha256
+    counts: dict[str, dict]  # per source: available, requested, selected (what MixWriter.finish is given)
 
 
 def rung_name(parent: str, ratio: float) -> str:
@@ -64,9 +62,8 @@ def plan_rungs(mix_dir: Path, ratios: list[float], out: Path, *, one: bool = Fal
         for s, target in zip(names, amounts):
             take = ranked[s][: target.extra]
             chosen.append(take)
-            digest = selection_digest(manifest["seed"], s, ids[take].tolist())
             counts[s] = {"available": len(members[s]), "requested": target.extra, "selected": len(take),
-                         "written": len(take), "selected_ids_sha256": digest}
+                         "images_checked": 0, "records_in": None}  # a rung copies bytes: it checks no image
         name = rung_name(manifest["name"], ratio)
         folder = out if one else inside(out, name)
         rungs.append(Rung(ratio, name, folder, np.sort(np.concatenate(chosen or [np.zeros(0, np.int64)])), counts))
@@ -102,7 +99,7 @@ def subsample(mix_dir: str | Path, ratios: list[float], out: str | Path, *, one:
 def _write_rungs(mix_dir: Path, manifest: dict, rungs: list[Rung], verify: bool) -> list[dict]:
     for rung in rungs:
         _clear(rung)
-    writers, tallies = _open(manifest, rungs)
+    writers = _open(manifest, rungs)
     # Which rungs want each parent position (a rung is a subset, so most positions go to several).
     wanted: dict[int, list[int]] = {}
     for i, rung in enumerate(rungs):
@@ -111,18 +108,22 @@ def _write_rungs(mix_dir: Path, manifest: dict, rungs: list[Rung], verify: bool)
     index_ids = read_index(mix_dir, ["id"]).column("id").to_pylist()
     try:
         for key, members in iter_members(mix_dir, positions=wanted.keys(), manifest=manifest, verify=verify):
-            row = json.loads(members["json"])
+            json_bytes = members.pop("json")
+            row = json.loads(json_bytes)
             if row["id"] != index_ids[int(key)]:  # the decision was made on the index: it must describe the shards
                 raise InputError(f"{mix_dir}: sample {key} is {row['id']!r} in the shards but "
                                  f"{index_ids[int(key)]!r} in index.parquet; run datamix verify")
-            for i in wanted[int(key)]:
-                _copy(writers[i], tallies[i], members, row, width=_key_width(len(rungs[i].positions)))
+            notes = row["meta"].get("reencoded") or [None] * len(row["image_members"])
+            for i in wanted[int(key)]:  # bytes as in the parent: nothing decoded or re-encoded
+                writers[i].write(row, members, notes, json_bytes=json_bytes)
     except BaseException:
         for writer in writers:
             writer.abort()
         raise
     parent = {"name": manifest["name"], "manifest_sha256": sha256_file(mix_dir / MANIFEST)}
-    return [_record(manifest, parent, rung, writers[i].close(), tallies[i].close()) for i, rung in enumerate(rungs)]
+    return [writer.finish(seed=manifest["seed"], recipe=manifest["recipe"], inputs=manifest["inputs"],
+                          counts=rung.counts, rejects=[], parent=parent | {"ratio": rung.ratio})
+            for writer, rung in zip(writers, rungs)]
 
 
 def _check_ratios(ratios: list[float], one: bool) -> list[float]:
@@ -138,10 +139,6 @@ def _check_ratios(ratios: list[float], one: bool) -> list[float]:
     return list(ratios)
 
 
-def _key_width(total: int) -> int:
-    return max(6, len(str(max(total - 1, 0))))  # as in a build
-
-
 def _clear(rung: Rung) -> None:
     """Remove what a previous run left, manifest first: the folder is "finished" only once it is rewritten.
     Only the shard names this rung's writer makes are removed; other files in the folder are the user's."""
@@ -151,44 +148,8 @@ def _clear(rung: Rung) -> None:
         remove_file(rung.out, stale.name)
 
 
-def _open(manifest: dict, rungs: list[Rung]) -> tuple[list[ShardWriter], list[MixTally]]:
+def _open(manifest: dict, rungs: list[Rung]) -> list[MixWriter]:
+    """One writer per rung, with the parent's shard limits (kept by a rung of a rung too)."""
     spec = manifest["recipe"]["shards"]
-    writers = [ShardWriter(r.out, r.name, max_samples=spec["max_samples"], max_bytes=spec["max_bytes"]) for r in rungs]
-    tallies = [MixTally(list(r.counts), r.out / INDEX) for r in rungs]
-    return writers, tallies
-
-
-def _copy(writer: ShardWriter, tally: MixTally, members: dict[str, bytes], row: dict, width: int) -> None:
-    key = f"{writer.position:0{width}d}"
-    writer.write({"__key__": key, **members})  # bytes as in the parent: nothing decoded or re-encoded
-    notes = row["meta"].get("reencoded") or [None] * len(row["image_members"])
-    tally.add(key, writer.shard_name(writer.index), row, [members[s] for s in row["image_members"]], notes)
-
-
-def _record(manifest: dict, parent: dict, rung: Rung, shards: list, stats: dict) -> dict:
-    total = len(rung.positions)
-    (rung.out / "rejects.jsonl").write_text("", encoding="utf-8")  # a subsample rejects nothing
-    per_source = {}
-    for s, counts in rung.counts.items():
-        per_source[s] = counts | stats[s].to_dict()
-        per_source[s]["share"] = round(stats[s].samples / total, 6) if total else 0.0
-    lineage = parent | {"ratio": rung.ratio}
-    write_json(rung.out / "stats.json", {"mix": rung.name, "parent": lineage, "samples": total,
-                                         "sources": per_source})
-    record = {
-        "format": MANIFEST_FORMAT,
-        "name": rung.name,
-        "seed": manifest["seed"],
-        "datamix_version": __version__,
-        "parent": lineage,
-        "recipe": manifest["recipe"],  # how the samples were made; its shard limits are reused by a rung of a rung
-        "inputs": manifest.get("inputs", {}),
-        "sources": rung.counts,
-        "samples": total,
-        "bytes": sum(s.bytes for s in shards),
-        "shards": [asdict(s) for s in shards],
-        "index": {"file": INDEX, "sha256": sha256_file(rung.out / INDEX)},
-    }
-    record = sealed(record)
-    write_json(rung.out / MANIFEST, record)
-    return record
+    return [MixWriter(r.out, r.name, list(r.counts), total=len(r.positions), max_samples=spec["max_samples"],
+                      max_bytes=spec["max_bytes"]) for r in rungs]

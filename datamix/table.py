@@ -1,7 +1,9 @@
 """Parquet storage of the unified schema through pyarrow.
 
 Conversations are a list of `{from, value}` structs and `meta` is a JSON string, so the files read
-directly in polars, pyarrow and Hugging Face `datasets.Dataset.from_parquet`.
+directly in polars, pyarrow and Hugging Face `datasets.Dataset.from_parquet`. Files written here also
+carry the `sample_numbers` columns (turn roles and lengths, prompt flags, short answers, a conversation
+hash), computed once as they are written, which `datamix stats` reads instead of the text.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from datamix import sample_numbers
+from datamix.paths import Atomic
 from datamix.schema import Sample
 
 TURN_TYPE = pa.struct([("from", pa.string()), ("value", pa.string())])
@@ -26,6 +30,7 @@ ARROW_SCHEMA = pa.schema(
         ("meta", pa.string()),
     ]
 )
+STORED_SCHEMA = pa.schema([*ARROW_SCHEMA, *sample_numbers.FIELDS])  # what SampleWriter writes
 BATCH_ROWS = 8192
 
 
@@ -47,7 +52,8 @@ def samples_to_table(samples: Iterable[Sample]) -> pa.Table:
 
 
 def table_to_samples(table: pa.Table) -> Iterator[Sample]:
-    for batch in table.to_batches(BATCH_ROWS):
+    """The samples of a table of the unified schema (any further columns, such as the stored numbers, ignored)."""
+    for batch in table.select(ARROW_SCHEMA.names).to_batches(BATCH_ROWS):
         for row in batch.to_pylist():
             row["meta"] = json.loads(row["meta"]) if row["meta"] else {}
             yield Sample.from_dict(row)
@@ -59,12 +65,12 @@ class SampleWriter:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(self.path.name + ".tmp")
-        self._writer = pq.ParquetWriter(self._tmp, ARROW_SCHEMA, compression="zstd")
+        self._file = Atomic(self.path)
+        self._writer = pq.ParquetWriter(self._file.tmp, STORED_SCHEMA, compression="zstd")
         self.rows = 0
 
     def write_table(self, table: pa.Table) -> None:
-        table = table.select(ARROW_SCHEMA.names).cast(ARROW_SCHEMA)
+        table = sample_numbers.with_numbers(table.select(ARROW_SCHEMA.names).cast(ARROW_SCHEMA))
         self._writer.write_table(table, row_group_size=64 * 1024)
         self.rows += table.num_rows
 
@@ -80,11 +86,11 @@ class SampleWriter:
 
     def close(self) -> None:
         self._writer.close()
-        self._tmp.replace(self.path)
+        self._file.commit()
 
     def abort(self) -> None:
         self._writer.close()
-        self._tmp.unlink(missing_ok=True)
+        self._file.discard()
 
     def __enter__(self) -> SampleWriter:
         return self
@@ -100,7 +106,7 @@ def write_samples(path: str | Path, samples: Iterable[Sample]) -> int:
 
 
 def read_table(path: str | Path) -> pa.Table:
-    return pq.read_table(path, schema=ARROW_SCHEMA)
+    return pq.read_table(path, columns=ARROW_SCHEMA.names, schema=ARROW_SCHEMA)
 
 
 def read_samples(path: str | Path) -> Iterator[Sample]:

@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 
 from datamix.errors import DatamixError
 from datamix.lock import LOCK_NAME
-from datamix.mix import INDEX, MANIFEST, SEAL, load_manifest, manifest_digest, selection_digest
-from datamix.shards import HashingReader, sha256_file, shard_pattern
+from datamix.mixdir import INDEX, MANIFEST, RECORDED_FILES, SEAL, WORK, load_manifest, manifest_digest, selection_digest
+from datamix.mixdir.shards import HashingReader, sha256_file, shard_pattern
 
 
 class VerifyError(DatamixError):
@@ -77,6 +77,7 @@ def verify_mix(mix_dir: str | Path) -> Report:
     if position != manifest["samples"]:
         problems.append(f"manifest: its shards hold {position:,} samples but it says {manifest['samples']:,}")
     _check_seal(manifest, problems)
+    _check_files(mix_dir, manifest, problems)
     _check_index(mix_dir, manifest, problems)
     _check_strays(mix_dir, manifest, problems)
     return report
@@ -91,29 +92,39 @@ def _check_seal(manifest: dict, problems: list[str]) -> None:
         problems.append("manifest: edited after it was written (its content no longer matches manifest_sha256)")
 
 
+def _check_files(mix_dir: Path, manifest: dict, problems: list[str]) -> None:
+    """Index, rejects, stats and the dataset card, each against the sha256 the manifest records."""
+    recorded = manifest["files"]
+    for name in RECORDED_FILES:
+        if name not in recorded:
+            problems.append(f"manifest: no sha256 for {name}")
+    for name, digest in sorted(recorded.items()):
+        path = mix_dir / name
+        if not path.is_file():
+            problems.append(f"{name}: missing")
+        elif sha256_file(path) != digest:
+            problems.append(f"{name}: changed (sha256 differs from the manifest)")
+
+
 def _check_index(mix_dir: Path, manifest: dict, problems: list[str]) -> None:
-    entry = manifest.get("index", {"file": INDEX})
-    path = mix_dir / entry["file"]
+    path = mix_dir / INDEX
     if not path.is_file():
-        problems.append(f"{entry['file']}: missing index")
-        return
-    if "sha256" in entry and sha256_file(path) != entry["sha256"]:
-        problems.append(f"{entry['file']}: changed (sha256 differs from the manifest)")
+        return  # named by _check_files
     try:
         table = pq.read_table(path, columns=["shard", "id", "source"])
     except Exception as exc:  # noqa: BLE001 - any parquet failure is one more problem to list
-        problems.append(f"{entry['file']}: unreadable ({exc})")
+        problems.append(f"{INDEX}: unreadable ({exc})")
         return
     shards = table.column("shard").to_pylist()
     _check_sources(manifest, table.column("id").to_pylist(), table.column("source").to_pylist(), problems)
     if len(shards) != manifest["samples"]:
-        problems.append(f"{entry['file']}: {len(shards):,} rows, manifest says {manifest['samples']:,} samples")
+        problems.append(f"{INDEX}: {len(shards):,} rows, manifest says {manifest['samples']:,} samples")
     # Each index row names its shard: the per-shard row counts must be the manifest's too.
     per_shard = Counter(shards)
     for shard in manifest["shards"]:
         rows = per_shard.get(shard["name"], 0)
         if rows != shard["samples"]:
-            problems.append(f"{entry['file']}: {rows:,} rows for {shard['name']}, manifest says {shard['samples']:,}")
+            problems.append(f"{INDEX}: {rows:,} rows for {shard['name']}, manifest says {shard['samples']:,}")
 
 
 def _check_sources(manifest: dict, ids: list[str], sources: list[str], problems: list[str]) -> None:
@@ -139,7 +150,7 @@ def _check_sources(manifest: dict, ids: list[str], sources: list[str], problems:
 
 
 # What a mix folder holds besides its shards; `.work/` (the build's cache) and the lock are datamix's own.
-KNOWN_FILES = {MANIFEST, INDEX, "stats.json", "rejects.jsonl", "README.md", LOCK_NAME, ".work"}
+KNOWN_FILES = {MANIFEST, *RECORDED_FILES, LOCK_NAME, WORK}
 
 
 def _check_strays(mix_dir: Path, manifest: dict, problems: list[str]) -> None:

@@ -279,7 +279,7 @@ def test_every_image_present_passes(tmp_path):
 
 @pytest.fixture(scope="module")
 def demo_build(tmp_path_factory):
-    from datamix.build import build
+    from datamix.builder import build
     from datamix.demo import write_demo_data
 
     root = tmp_path_factory.mktemp("audit-demo")

@@ -11,10 +11,10 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from datamix.build import build, plan
+from datamix.builder import build, plan
 from datamix.errors import BuildError
 from datamix.selection import round_quota
-from datamix.shards import ShardWriter
+from datamix.mixdir.shards import ShardWriter
 
 DEMO = Path(__file__).parents[1] / "recipes" / "demo.yaml"
 

@@ -22,7 +22,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def mix(tmp_path_factory) -> Path:
-    from datamix.build import build
+    from datamix.builder import build
     from datamix.demo import write_demo_data
 
     root = tmp_path_factory.mktemp("exportmix")

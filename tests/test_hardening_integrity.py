@@ -16,11 +16,11 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-import datamix.build as build_module
-from datamix.build import build
+import datamix.builder as build_module
+from datamix.builder import build
 from datamix.cli import app
 from datamix.errors import BuildError, InputError
-from datamix.mix import SEAL, load_manifest, manifest_digest
+from datamix.mixdir import SEAL, load_manifest, manifest_digest
 from datamix.subsample import subsample
 from datamix.verify import verify_mix
 

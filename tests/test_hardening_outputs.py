@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from datamix.build import build
+from datamix.builder import build
 from datamix.errors import BusyError, InputError, RecipeError
 from datamix.lock import LOCK_NAME, output_lock
 from datamix.paths import inside, is_safe_name, remove_tree

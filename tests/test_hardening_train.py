@@ -37,7 +37,7 @@ def quiet(*_) -> None:
 @pytest.fixture(scope="module")
 def mix(tmp_path_factory) -> Path:
     """The demo recipe on 40 generated images, in shards of 12 samples (enough for 2 DataLoader workers)."""
-    from datamix.build import build
+    from datamix.builder import build
     from datamix.demo import write_demo_data
 
     root = tmp_path_factory.mktemp("hardmix")

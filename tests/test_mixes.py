@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from datamix.cli import app
 from datamix.errors import InputError
-from datamix.mix import hf_webdataset_features, iter_samples, load_manifest
+from datamix.mixdir import iter_samples, load_manifest
 from datamix.selection import rank_key
 
 runner = CliRunner()
@@ -30,7 +30,7 @@ RATIOS = (0.1, 0.25, 0.5)
 @pytest.fixture(scope="session")
 def mix(tmp_path_factory) -> Path:
     """The demo recipe on 48 generated images, with small shards so the mix has several."""
-    from datamix.build import build
+    from datamix.builder import build
     from datamix.demo import write_demo_data
 
     root = tmp_path_factory.mktemp("mix")
@@ -369,12 +369,11 @@ def test_webdataset_reads_the_shards(mix):
     assert with_image and all(isinstance(s[s["json"]["image_members"][0]], Image.Image) for s in with_image)
 
 
-def test_hf_datasets_reads_the_shards_with_declared_features(mix, tmp_path):
+def test_hf_datasets_opens_the_mix_folder_by_its_dataset_card(mix, tmp_path):
     import datasets
     from PIL import Image
 
-    data = datasets.load_dataset("webdataset", data_files={"train": shard_urls(mix)}, split="train",
-                                 features=hf_webdataset_features(), cache_dir=str(tmp_path / "cache"))
+    data = datasets.load_dataset(str(mix), split="train", cache_dir=str(tmp_path / "cache"))
     index = index_rows(mix)
     assert data.num_rows == len(index)
     assert data["__key__"] == [r["key"] for r in index]

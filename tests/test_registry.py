@@ -156,7 +156,7 @@ def test_demo_data_of_the_academic_sources_builds_in_llavas_image_layout(tmp_pat
     """okvqa/aokvqa under coco/, ocrvqa under ocr_vqa/ (GIF and PNG covers named .jpg), textcaps under textvqa/."""
     import json
 
-    from datamix.build import build
+    from datamix.builder import build
     from datamix.demo import write_demo_data
 
     raw = tmp_path / "raw"

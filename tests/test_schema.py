@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from datamix.schema import Sample, validate
-from datamix.table import ARROW_SCHEMA, read_samples, write_samples
+from datamix.table import STORED_SCHEMA, read_samples, write_samples
 
 
 def sample(**overrides) -> Sample:
@@ -59,7 +59,7 @@ def test_parquet_round_trip_is_lossless_and_typed(tmp_path):
     assert json.loads(frame["meta"][0])["nested"] == {"a": [1, 2]}
     import pyarrow.parquet as pq
 
-    assert pq.read_schema(path).remove_metadata() == ARROW_SCHEMA
+    assert pq.read_schema(path).remove_metadata() == STORED_SCHEMA  # the unified schema + the stats numbers
 
 
 def test_hugging_face_datasets_reads_the_parquet(tmp_path):

@@ -6,8 +6,7 @@ import random
 
 import pytest
 
-from datamix.build.pick import ranked_rows
-from datamix.selection import Target, rank_key, round_quota, targets
+from datamix.selection import Target, rank_key, rank_order, round_quota, targets
 
 
 def test_per_source_rounding_is_nearest_with_halves_up():
@@ -46,8 +45,8 @@ def test_ranking_is_independent_of_input_order_and_prefixes_are_nested():
     ids = [f"s/{i}" for i in range(1000)]
     shuffled = ids[:]
     random.Random(5).shuffle(shuffled)
-    ranked = [ids[i] for i in ranked_rows(7, "s", ids)]
-    assert [shuffled[i] for i in ranked_rows(7, "s", shuffled)] == ranked
+    ranked = [ids[i] for i in rank_order(7, "s", ids)]
+    assert [shuffled[i] for i in rank_order(7, "s", shuffled)] == ranked
     small, large = set(ranked[:100]), set(ranked[:500])
     assert small < large
-    assert ranked != sorted(ranked) and ranked != [ids[i] for i in ranked_rows(8, "s", ids)]
+    assert ranked != sorted(ranked) and ranked != [ids[i] for i in rank_order(8, "s", ids)]

@@ -16,7 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from datamix.build.write import INDEX_SCHEMA
+from datamix.mixdir import FORMAT
+from datamix.mixdir.index import INDEX_SCHEMA, ROW_SCHEMA
+from datamix.sample_numbers import NAMES, with_numbers
 from datamix.schema import Sample
 from datamix.stats import compute_stats
 from datamix.table import encode_meta, write_samples
@@ -43,9 +45,11 @@ def write_mix(folder: Path, rows: list[dict] | None = None) -> Path:
     index = [r | {"key": f"{i:06d}", "shard": "fix-000000.tar", "meta": encode_meta(r["meta"]),
                   "image_sha256": [SHA[p] for p in r["images"]], "image_bytes": [10] * len(r["images"]),
                   "turns": sum(t["from"] == "human" for t in r["conversations"])} for i, r in enumerate(rows)]
-    pq.write_table(pa.Table.from_pylist(index, schema=INDEX_SCHEMA), folder / "index.parquet")
+    table = with_numbers(pa.Table.from_pylist(index, schema=ROW_SCHEMA))  # as a build stores it
+    assert table.schema.equals(INDEX_SCHEMA)
+    pq.write_table(table, folder / "index.parquet")
     counts = {"vqa": (5, 4, 3, 3), "mc": (1, 1, 1, 1), "chat": (2, 1, 1, 1)}
-    manifest = {"format": "datamix-manifest/1", "name": folder.name, "seed": 0, "shards": [], "samples": len(rows),
+    manifest = {"format": FORMAT, "name": folder.name, "seed": 0, "shards": [], "files": {}, "samples": len(rows),
                 "recipe": {"sources": [{"name": n} for n in ("vqa", "mc", "chat")]},
                 "sources": {n: dict(zip(("available", "requested", "selected", "written"), c)) for n, c in counts.items()}}
     (folder / "manifest.json").write_text(json.dumps(manifest))
@@ -158,3 +162,35 @@ def test_folder_of_parquet_and_empty_inputs(tmp_path):
     assert s["samples"] == 5 and s["sources"]["vqa"]["duplicate_conversations"] == 1
     empty = compute_stats(write_mix(tmp_path / "empty", rows=[]))
     assert empty["samples"] == 0 and empty["sources"]["vqa"]["samples"] == 0
+
+
+def test_stored_numbers_give_the_figures_of_the_text(parquet, tmp_path):
+    """convert's Parquet carries the numbers stats reads; without them (Parquet made elsewhere) stats
+    computes them from the text: every figure is the same either way, for a file and for a mix."""
+    table = pq.read_table(parquet)
+    assert set(NAMES) <= set(table.schema.names)
+    bare = tmp_path / "bare.parquet"
+    pq.write_table(table.drop_columns(NAMES), bare)
+    stored, computed = compute_stats(parquet), compute_stats(bare)
+    assert {k: v for k, v in stored.items() if k != "name"} == {k: v for k, v in computed.items() if k != "name"}
+    mix = write_mix(tmp_path / "m")
+    index = mix / "index.parquet"
+    with_text = compute_stats(mix)
+    pq.write_table(pq.read_table(index).drop_columns(NAMES), index)
+    assert compute_stats(mix) == with_text
+
+
+def test_stats_reads_no_text_when_the_numbers_are_stored(parquet, monkeypatch):
+    """Stored numbers are what is read: the conversation text is never requested from the file."""
+    import pyarrow.parquet as pqm
+
+    asked = []
+    original = pqm.ParquetFile.iter_batches
+
+    def spy(self, *args, columns=None, **kwargs):
+        asked.append(columns)
+        return original(self, *args, columns=columns, **kwargs)
+
+    monkeypatch.setattr(pqm.ParquetFile, "iter_batches", spy)
+    compute_stats(parquet)
+    assert asked and all("conversations" not in c and "meta" not in c for c in asked)

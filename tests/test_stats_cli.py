@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from datamix.cli import app
 from datamix.stats import compute_stats
-from datamix.stats.words import word_counts
+from datamix.words import word_counts
 from tests.test_stats import parquet, samples, write_mix  # noqa: F401 - the fixture and the builders
 
 ROOT = Path(__file__).parent.parent

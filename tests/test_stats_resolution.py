@@ -21,7 +21,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def tok_dir(mix, tmp_path_factory):  # noqa: F811
-    from datamix.mix import iter_samples
+    from datamix.mixdir import iter_samples
 
     rows = [row for _, row, _ in iter_samples(mix, with_images=False)]
     tok = train_tokenizer(conversation_texts(rows), vocab_size=400)
@@ -32,7 +32,7 @@ def tok_dir(mix, tmp_path_factory):  # noqa: F811
 
 def _expected(mix, tok, limit):  # noqa: F811
     """The trainer's way: encode each sample with its images' own counts, no limit, and compare with `limit`."""
-    from datamix.mix import iter_samples
+    from datamix.mixdir import iter_samples
 
     hd = HDGeometry.of(224, 14)
     per = defaultdict(lambda: {"n": 0, "base_cut": 0, "hd_cut": 0, "hd": []})

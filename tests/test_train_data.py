@@ -33,7 +33,7 @@ ATOL = 1e-6  # the fast path reproduces the processor's arithmetic, so in practi
 @pytest.fixture(scope="module")
 def mix(tmp_path_factory) -> Path:
     """The demo recipe on 24 generated images (real JPEGs), in shards of 10 samples."""
-    from datamix.build import build
+    from datamix.builder import build
     from datamix.demo import write_demo_data
 
     root = tmp_path_factory.mktemp("datamix")

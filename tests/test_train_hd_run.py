@@ -26,7 +26,7 @@ SHAPES = [(96, 96), (40, 192), (192, 30), (20, 20), (64, 130), (150, 100)]
 
 @pytest.fixture(scope="module")
 def mix(tmp_path_factory) -> Path:
-    from datamix.build import build
+    from datamix.builder import build
     from datamix.demo import write_demo_data
 
     root = tmp_path_factory.mktemp("hdmix")

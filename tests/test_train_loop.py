@@ -26,7 +26,7 @@ TINY = TinyModelConfig(vit_image_size=32, vit_patch_size=16, vit_hidden=32, vit_
 @pytest.fixture(scope="module")
 def mix(tmp_path_factory) -> Path:
     """The demo recipe on 40 generated images, in shards of 12 samples (enough shards for 2 ranks x 2 workers)."""
-    from datamix.build import build
+    from datamix.builder import build
     from datamix.demo import write_demo_data
 
     root = tmp_path_factory.mktemp("trainmix")

@@ -21,7 +21,7 @@ import polars as pl
 from datamix.audit.classes import CLASSES, IMAGE_PREFIX, class_of_source
 from datamix.audit.figures import question_text
 from datamix.errors import InputError
-from datamix.mix import INDEX
+from datamix.mixdir import INDEX
 from datamix.prompts import FORMAT_PROMPTS
 from datamix.schema import IMAGE_TOKEN
 

@@ -21,8 +21,8 @@ def build(
         "--skip-planned", help="Build without the sources marked planned (their converter does not exist yet).")] = False,
 ) -> None:
     """Build a mix: convert, select exactly (nested, seeded), verify images, shuffle, write shards, manifest last."""
-    from datamix.build import build as run_build
-    from datamix.build import plan
+    from datamix.builder import build as run_build
+    from datamix.builder import plan
 
     if dry_run:
         print_plan(plan(recipe, skip_planned=skip_planned), recipe)

@@ -13,10 +13,8 @@ TURN_CAP = 30
 
 
 def log2_bin(values: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(values), np.int64)
-    pos = values > 0
-    out[pos] = np.floor(np.log2(values[pos])).astype(np.int64) + 1
-    return out
+    """0 for 0, else floor(log2(v)) + 1: frexp's exponent (v = m * 2**e, 0.5 <= m < 1), exact for integers."""
+    return np.frexp(values.astype(np.float64))[1].astype(np.int64)
 
 
 def histograms(samples: pl.DataFrame, turns: pl.DataFrame, names: list[str], order: list[str]) -> dict:

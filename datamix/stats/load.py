@@ -15,10 +15,10 @@ import polars as pl
 
 from datamix.errors import InputError
 from datamix.jsonio import load_json_file
-from datamix.mix import INDEX, MANIFEST, load_manifest
+from datamix.ledger import reason_code
+from datamix.mixdir import INDEX, MANIFEST, REJECTS, load_manifest
 
 RECORD_KEYS = ("available", "requested", "selected", "written")
-REJECTS = "rejects.jsonl"
 
 
 @dataclass
@@ -102,15 +102,16 @@ def mix_records(sources: dict[str, dict], rejects: Path | None) -> dict[str, dic
 
 
 def tally_rejects(path: Path | None) -> dict[str, dict[str, dict[str, int]]]:
-    """{source: {stage: {reason: n}}}, the reason cut at its first ':' (the code, not the detail)."""
+    """{source: {stage: {reason code: n}}}, sorted by source, stage and code."""
     if path is None or not path.is_file() or path.stat().st_size == 0:
         return {}
     rows = pl.read_ndjson(path, schema={"source": pl.String, "stage": pl.String, "reason": pl.String})
-    counts = (rows.with_columns(pl.col("reason").str.split(":").list.first().str.strip_chars(),
-                                pl.col("stage").fill_null("convert"))
-              .group_by("source", "stage", "reason").len().sort("source", "stage", "reason"))
+    counts: dict[tuple[str, str, str], int] = {}
+    for source, stage, reason in rows.iter_rows():
+        key = (source, stage or "convert", reason_code(reason))
+        counts[key] = counts.get(key, 0) + 1
     out: dict[str, dict[str, dict[str, int]]] = {}
-    for source, stage, reason, n in counts.iter_rows():
+    for (source, stage, reason), n in sorted(counts.items()):
         out.setdefault(source, {}).setdefault(stage, {})[reason] = n
     return out
 

@@ -26,7 +26,7 @@ BATCH = 512
 def resolution_stats(mix_dir: Path, tokenizer_path: Path, *, max_length: int = 2048, tile: int = 224,
                      patch: int = 14) -> dict:
     """{"max_length", "hd_tile", "sources": {source: figures}, "total": figures} (see `_figures`)."""
-    from datamix.mix import iter_samples
+    from datamix.mixdir import iter_samples
     from datamix.stats.load import is_mix
     from datamix.train.hdgrid import HDGeometry, image_size
 

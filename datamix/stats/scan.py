@@ -1,9 +1,10 @@
 """One streaming pass over the Parquet row groups: the per-sample and per-turn tables every figure needs.
 
 Only numbers and short strings are kept (text lengths, roles, answers of short-answer tasks, image
-identities), never the conversation text, so memory is bounded by one batch of text plus these tables.
-Text lengths come from `words.word_counts` on the Arrow buffers (or the tokenizer's Rust batch
-encoder); sources are small integer codes while scanning and become names at the end.
+identities), never the conversation text. They are read from the `sample_numbers` columns a build or
+`datamix convert` stored, or computed from the text by the same function where a file lacks them (or
+for token lengths, with the tokenizer's Rust batch encoder); sources are small integer codes while
+scanning and become names at the end.
 """
 
 from __future__ import annotations
@@ -16,14 +17,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from datamix.prompts import FORMAT_PROMPTS
+from datamix import sample_numbers as numbers
 from datamix.schema import IMAGE_TOKEN
-from datamix.stats.words import word_counts
 
 BATCH = 32_768  # samples per batch
-SHORT_TASKS = ("vqa_short", "mcq")  # tasks whose answers are a word, a phrase or a letter
-ROLE_CODES = {"human": 0, "gpt": 1}  # anything else (a leading system turn) is 2
-POLICY = pl.col("meta").str.extract(r'"format_prompt_policy"\s*:\s*"([^"]*)"')
 
 
 @dataclass
@@ -48,67 +45,77 @@ class Frames:
 
 
 def scan(files: list, image_column: str, tokenizer=None) -> tuple[list[str], dict[str, pl.DataFrame]]:
-    """(source names, frames) over every row of the files, in BATCH-sized record batches."""
+    """(source names, frames) over every row of the files, in BATCH-sized record batches.
+
+    Files that carry the sample_numbers columns are read by those (no text is read); others, or token
+    lengths, compute the same columns from the conversations first.
+    """
     frames, offset = Frames(), 0
     for path in files:
         pf = pq.ParquetFile(path)
-        columns = ["source", "task", "conversations", image_column] + (["meta"] if "meta" in pf.schema_arrow.names else [])
+        names = pf.schema_arrow.names
+        stored = tokenizer is None and all(name in names for name in numbers.NAMES)
+        text = [] if stored else ["conversations"] + (["meta"] if "meta" in names else [])
+        columns = ["source", "task", image_column] + (numbers.NAMES if stored else text)
         for batch in pf.iter_batches(batch_size=BATCH, columns=columns):
-            _scan_batch(frames, batch, image_column, tokenizer, offset)
+            if not stored:
+                lengths = None if tokenizer is None else (lambda values: _token_lengths(values, tokenizer))
+                batch = _with(batch, numbers.compute(batch, lengths))
+            _scan_batch(frames, batch, image_column, offset)
             offset += batch.num_rows
     return frames.names, frames.done()
 
 
-def _lengths(values: pa.Array, tokenizer) -> np.ndarray:
-    if tokenizer is None:
-        return word_counts(values)
+def _with(batch: pa.RecordBatch, columns: dict[str, pa.Array]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays([*batch.columns, *columns.values()], names=[*batch.schema.names, *columns])
+
+
+def _token_lengths(values: pa.Array, tokenizer) -> np.ndarray:
     texts = pc.replace_substring(values, IMAGE_TOKEN, "").fill_null("").to_pylist()
     return np.fromiter((len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False)),
                        np.uint32, len(texts))
 
 
-def _scan_batch(frames: Frames, batch: pa.RecordBatch, image_column: str, tokenizer, offset: int) -> None:
-    conv = batch.column("conversations")
-    counts = pc.list_value_length(conv).fill_null(0).to_numpy().astype(np.int64)
-    roles, values = pc.list_flatten(conv).flatten()
-    lens = _lengths(values, tokenizer)
+def _flat(batch: pa.RecordBatch, name: str) -> np.ndarray:
+    return pc.list_flatten(batch.column(name)).to_numpy(zero_copy_only=False)
+
+
+def _scan_batch(frames: Frames, batch: pa.RecordBatch, image_column: str, offset: int) -> None:
+    counts = pc.list_value_length(batch.column("turn_roles")).fill_null(0).to_numpy(zero_copy_only=False)
+    counts = counts.astype(np.int64)
+    role, lens = _flat(batch, "turn_roles"), _flat(batch, "turn_lengths").astype(np.uint32)
     src = frames.code(batch.column("source"))
     task = pl.from_arrow(batch.column("task"))
-    short = task.is_in(SHORT_TASKS).to_numpy()
+    short = task.is_in(numbers.SHORT_TASKS).to_numpy()
     row = np.repeat(np.arange(batch.num_rows), counts)
-    role = pl.from_arrow(roles).replace_strict(ROLE_CODES, default=2, return_dtype=pl.UInt8).to_numpy()
     cum = np.concatenate([[0], np.cumsum(lens, dtype=np.int64)])
     ends = np.cumsum(counts)
     frames.turns.append(pl.DataFrame({"src": src[row], "short": short[row], "role": role, "len": lens}))
-    meta = pl.from_arrow(batch.column("meta")) if "meta" in batch.schema.names else pl.Series([None] * batch.num_rows, dtype=pl.String)
+    policy = pl.from_arrow(batch.column("format_prompt_policy"))
     frames.samples.append(pl.DataFrame({
         "src": src, "short": short, "turns": np.bincount(row[role == 0], minlength=batch.num_rows).astype(np.uint32),
         "n_images": pc.list_value_length(batch.column(image_column)).fill_null(0).to_numpy().astype(np.uint32),
         "conv_len": (cum[ends] - cum[ends - counts]).astype(np.uint32),
-        "hash": pl.from_arrow(conv).hash().to_numpy(),
-    }).with_columns(pl.when(pl.col("short")).then(meta.to_frame().select(POLICY).to_series()).alias("policy")))
-    text = pl.from_arrow(values)
-    gpt_short = (role == 1) & short[row]
-    answers = text.filter(gpt_short).str.strip_chars().str.strip_chars_end(".").str.strip_chars().str.to_lowercase()
-    frames.answers.append(pl.DataFrame({"src": src[row][gpt_short], "answer": answers}))
-    _questions(frames, text, role, row, src, task, offset)
-    img = pl.DataFrame({"src": src, "img": pl.from_arrow(batch.column(image_column))}).explode("img")
-    frames.images.append(img.drop_nulls("img").unique())
+        "hash": batch.column("conversation_hash").to_numpy(zero_copy_only=False),
+    }).with_columns(pl.when(pl.col("short")).then(policy).alias("policy")))
+    answers = batch.column("short_answers")
+    answer_src = np.repeat(src, pc.list_value_length(answers).fill_null(0).to_numpy(zero_copy_only=False))
+    frames.answers.append(pl.DataFrame({"src": answer_src, "answer": pl.from_arrow(pc.list_flatten(answers))}))
+    _questions(frames, role, _flat(batch, "turn_prompted"), row, src, short, offset)
+    # Images by a 64-bit hash of their identity (sha256 hex or path): joins on integers, not 64-char strings.
+    images = batch.column(image_column)
+    per_row = pc.list_value_length(images).fill_null(0).to_numpy(zero_copy_only=False)
+    identity = pl.from_arrow(pc.list_flatten(images))
+    img = pl.DataFrame({"src": np.repeat(src, per_row), "img": identity.hash()}).filter(identity.is_not_null())
+    frames.images.append(img.unique())
 
 
-def _questions(frames: Frames, text: pl.Series, role: np.ndarray, row: np.ndarray, src: np.ndarray,
-               task: pl.Series, offset: int) -> None:
+def _questions(frames: Frames, role: np.ndarray, prompted: np.ndarray, row: np.ndarray, src: np.ndarray,
+               short: np.ndarray, offset: int) -> None:
     """Human turns of short-answer / multiple-choice samples: prompted (ends with its instruction), first."""
     human = role == 0
     rows = row[human]
     first = np.concatenate([[True], rows[1:] != rows[:-1]]) if len(rows) else np.zeros(0, bool)
-    tasks = task.gather(rows)
-    ok = np.zeros(len(rows), bool)
-    for name in SHORT_TASKS:
-        sel = (tasks == name).to_numpy()
-        if sel.any():
-            q = text.filter(human).filter(sel).str.strip_chars_end()
-            ok[sel] = q.str.ends_with(FORMAT_PROMPTS[name]).to_numpy()
-    keep = tasks.is_in(SHORT_TASKS).to_numpy()
+    keep = short[rows]
     frames.questions.append(pl.DataFrame({"src": src[rows][keep], "sample": rows[keep] + offset,
-                                          "ok": ok[keep], "first": first[keep]}))
+                                          "ok": prompted[human][keep], "first": first[keep]}))

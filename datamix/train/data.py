@@ -29,8 +29,8 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from datamix.errors import DatamixError
-from datamix.mix import MANIFEST, load_manifest
-from datamix.shards import sha256_file
+from datamix.mixdir import MANIFEST, load_manifest
+from datamix.mixdir.shards import sha256_file
 from datamix.train.config import TrainError
 from datamix.train.template import IGNORE_INDEX, encode_many
 

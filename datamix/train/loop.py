@@ -72,7 +72,7 @@ def image_samples(mix_dir: Path) -> int:
     """Samples with at least one image, from the index's `images` column (a list of paths per sample)."""
     import pyarrow.compute as pc
 
-    from datamix.mix import read_index
+    from datamix.mixdir import read_index
 
     lengths = pc.list_value_length(read_index(mix_dir, ["images"])["images"])
     return int(pc.sum(pc.greater(pc.fill_null(lengths, 0), 0)).as_py() or 0)

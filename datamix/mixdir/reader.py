@@ -1,4 +1,4 @@
-"""Reading a finished mix folder: its manifest, its index, and its samples straight from the tars.
+"""Reading a finished mix folder: its shards, its index, and its samples straight from the tars.
 
 The manifest is the only authority on which shards make up a mix (never a glob: a stray or half-written
 tar must not leak into what is read). Samples are streamed with `tarfile` in mix order and nothing is
@@ -8,7 +8,6 @@ decoded: image members stay bytes, so whoever copies them (subsample, export) co
 from __future__ import annotations
 
 import bisect
-import hashlib
 import json
 import tarfile
 from collections.abc import Collection, Iterator
@@ -18,72 +17,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from datamix.errors import InputError
-from datamix.jsonio import load_json_file
-from datamix.paths import is_safe_name
-from datamix.shards import HashingReader, sha256_file
-
-MANIFEST = "manifest.json"
-INDEX = "index.parquet"
-SEAL = "manifest_sha256"  # the manifest's digest of its own content (every other key)
+from datamix.mixdir.layout import INDEX
+from datamix.mixdir.manifest import load_manifest
+from datamix.mixdir.shards import HashingReader, sha256_file
 
 
-def manifest_digest(manifest: dict) -> str:
-    """sha256 of the manifest's canonical JSON without its seal: an edit of any figure changes it."""
-    body = {k: v for k, v in manifest.items() if k != SEAL}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-
-
-def sealed(manifest: dict) -> dict:
-    return manifest | {SEAL: manifest_digest(manifest)}
-
-
-def selection_digest(seed: int, source: str, ids: list[str]) -> str:
-    """The manifest's digest of a source's samples: their mix ids in the seeded rank order.
-
-    Rank order (not mix order) makes a rung's digest the prefix-consistent one of its parent, and ties
-    the digest to the seed: a manifest whose seed was edited no longer matches its own index.
-    """
-    from datamix.selection import rank_order
-
-    ordered = [ids[i] for i in rank_order(seed, source, ids)]
-    return hashlib.sha256("".join(f"{i}\n" for i in ordered).encode()).hexdigest()
-
-
-def _check_shape(manifest: object, path: Path) -> dict:
-    """The keys every reader relies on, with their types: a hand-edited manifest fails here, in one line."""
-    def bad(what: str) -> InputError:
-        return InputError(f"{path}: not a valid datamix manifest ({what}); rebuild the mix or restore the file")
-
-    if not isinstance(manifest, dict):
-        raise bad("not a JSON object")
-    if not is_safe_name(manifest.get("name")):
-        raise bad("'name' missing or not a plain name")
-    for key in ("seed", "samples"):
-        if not isinstance(manifest.get(key), int) or isinstance(manifest.get(key), bool):
-            raise bad(f"{key!r} must be an integer")
-    if not isinstance(manifest.get("sources", {}), dict):
-        raise bad("'sources' must be an object")
-    shards = manifest.get("shards")
-    if not isinstance(shards, list):
-        raise bad("'shards' must be a list")
-    for shard in shards:
-        if not (isinstance(shard, dict) and is_safe_name(shard.get("name"))
-                and all(isinstance(shard.get(k), int) and not isinstance(shard.get(k), bool)
-                        for k in ("first", "samples", "bytes"))
-                and isinstance(shard.get("sha256"), str)):
-            raise bad(f"shard entry {json.dumps(shard)[:80]} needs name, first, samples, bytes, sha256")
-    return manifest
-
-
-def load_manifest(mix_dir: str | Path) -> dict:
-    """The mix's manifest.json; its absence means the build never finished (it is written last)."""
+def shard_paths(mix_dir: str | Path, manifest: dict | None = None) -> list[Path]:
+    """The mix's shards, as the manifest lists them (never a glob), each checked to be on disk."""
     mix_dir = Path(mix_dir)
-    if not mix_dir.is_dir():
-        raise InputError(f"{mix_dir}: no such folder")
-    path = mix_dir / MANIFEST
-    if not path.is_file():
-        raise InputError(f"{mix_dir}: not a finished mix (no manifest.json); run datamix build")
-    return _check_shape(load_json_file(path, "; rebuild the mix"), path)
+    manifest = manifest if manifest is not None else load_manifest(mix_dir)
+    paths = [mix_dir / s["name"] for s in manifest["shards"]]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise InputError(f"{mix_dir}: {len(missing)} shard(s) listed in the manifest are missing, e.g. "
+                         f"{missing[0].name}; run datamix verify")
+    return paths
 
 
 def read_index(mix_dir: str | Path, columns: list[str] | None = None, *, manifest: dict | None = None) -> pa.Table:
@@ -94,7 +42,7 @@ def read_index(mix_dir: str | Path, columns: list[str] | None = None, *, manifes
     path = Path(mix_dir) / INDEX
     if not path.is_file():
         raise InputError(f"{path}: missing; the mix is incomplete, rebuild it")
-    recorded = (manifest or {}).get("index", {}).get("sha256")
+    recorded = (manifest or {}).get("files", {}).get(INDEX)
     if recorded is not None and sha256_file(path) != recorded:
         raise InputError(f"{path}: changed since the mix was written (sha256 differs from the manifest); "
                          "run datamix verify (or pass --no-verify to read it anyway)")
@@ -173,28 +121,3 @@ def iter_samples(mix_dir: str | Path, *, with_images: bool = True, positions: Co
             raise InputError(f"{mix_dir}: sample {key} has no json member; run datamix verify")
         row = json.loads(members.pop("json"))
         yield key, row, members
-
-
-def hf_webdataset_features(max_images: int = 1):
-    """Features for `datasets.load_dataset("webdataset", data_files=..., features=...)` on these shards.
-
-    Inference from the first few samples cannot work on a mix: `meta` has another shape per source
-    (each source keeps its own extras), text-only samples lack image members, and png/webp
-    members appear later than the first jpg. Declared features avoid all three: `meta` is a `Json`
-    column (dropped on datasets versions without `Json`), and each image member a nullable column.
-    Samples with several images use `0.jpg`, `1.png`, ...: `max_images` > 1 declares those too.
-    """
-    import datasets
-    from datasets import Features, Image, Value
-
-    text = Value("string")
-    row = {"id": text, "source": text, "task": text, "images": [text], "image_members": [text],
-           "conversations": [{"from": text, "value": text}]}
-    if hasattr(datasets, "Json"):
-        row["meta"] = datasets.Json()
-    features = {"__key__": text, "json": row}
-    for ext in ("jpg", "png", "webp"):
-        features[ext] = Image()
-        for i in range(max_images if max_images > 1 else 0):
-            features[f"{i}.{ext}"] = Image()
-    return Features(features)

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from datamix.build.workers import Mapper
+from datamix.builder.workers import Mapper
 from datamix.images import VerifiedImage, verify_image
-from datamix.selection import Target, rank_key
+from datamix.selection import Target, rank_order
 
 # Per-row image codes kept between the passes (int8): what the shard writer must do with the row's images.
 UNCHECKED, TEXT_ONLY, COPY, REVERIFY = -1, 0, 1, 2  # REVERIFY: re-encoded or several images: verify again
@@ -50,19 +50,6 @@ class Picked:
         return rows, copy.astype(np.int64)
 
 
-def ranked_rows(seed: int, source: str, ids: list[str]) -> np.ndarray:
-    keys = np.fromiter((rank_key(seed, source, i) for i in ids), dtype=np.uint64, count=len(ids))
-    order = np.argsort(keys, kind="stable")
-    if _has_ties(keys[order]):
-        # A 64-bit collision: break the tie by id so input order can never matter.
-        order = np.lexsort((np.asarray(ids, dtype=str), keys))
-    return order
-
-
-def _has_ties(sorted_keys: np.ndarray) -> bool:
-    return bool(np.any(sorted_keys[1:] == sorted_keys[:-1]))
-
-
 def row_digest(verdicts: list[VerifiedImage]) -> bytes:
     """One digest for all the files of a row (a single image: that file's own digest)."""
     if len(verdicts) == 1:
@@ -90,7 +77,7 @@ def pick_source(name: str, parquet: Path, target: Target, *, seed: int, image_ro
                 max_pixels: int, pool: Mapper) -> Picked:
     table = pq.read_table(parquet, columns=["id", "images"])
     ids = table.column("id").to_pylist()
-    order = ranked_rows(seed, name, ids)
+    order = rank_order(seed, name, ids)
     n = len(ids)
     need = target.distinct(n)
     codes = np.full(n, UNCHECKED, dtype=np.int8)

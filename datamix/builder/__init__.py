@@ -1,10 +1,10 @@
 """`datamix build RECIPE --out DIR`: a recipe becomes a mix a researcher can trust.
 
-1. prepare: convert each source once (cached by input hashes)      -> build/prepare.py
-2. pick: exact, nested, seeded selection; images verified in rank order -> build/pick.py
-3. shuffle + route: seeded global shuffle into position buckets     -> build/write.py
-4. shards: WebDataset tars, written under .tmp and renamed, journaled -> shards.py
-5. record: rejects.jsonl, stats.json, then manifest.json LAST      -> build/record.py
+1. prepare: convert each source once (cached by input hashes)      -> builder/prepare.py
+2. pick: exact, nested, seeded selection; images verified in rank order -> builder/pick.py
+3. shuffle + route: seeded global shuffle into position buckets     -> builder/write.py
+4. shards: WebDataset tars, written under .tmp and renamed, journaled -> mixdir.MixWriter
+5. record: rejects, stats, dataset card, then manifest.json LAST      -> mixdir.MixWriter.finish
 """
 
 from __future__ import annotations
@@ -16,17 +16,18 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from datamix.build.pick import Picked, pick_source
-from datamix.build.prepare import PreparedSource, conversion_budget_problem, prepare_in_worker, prepare_source
-from datamix.build.record import write_records
-from datamix.build.workers import mapper
-from datamix.build.write import MixTally, route_to_buckets, shuffle_positions, tally_shard, write_shards
+from datamix.builder.pick import Picked, pick_source
+from datamix.builder.prepare import PreparedSource, conversion_budget_problem, prepare_in_worker, prepare_source
+from datamix.builder.workers import mapper
+from datamix.builder.write import route_to_buckets, shuffle_positions, write_shards
 from datamix.errors import BuildError, InputError
+from datamix.ledger import tally_reasons
 from datamix.lock import output_lock
+from datamix.mixdir import MANIFEST, MixWriter
+from datamix.mixdir.shards import completed_shards, written_shards
 from datamix.paths import remove_file, remove_tree
 from datamix.recipe import Recipe, SourceSpec, load_recipe
 from datamix.selection import Target, targets
-from datamix.shards import ShardWriter, completed_shards, written_shards
 
 __all__ = ["build", "plan"]
 
@@ -55,10 +56,7 @@ def check_budgets(recipe: Recipe, prepared: list[PreparedSource], picks: list[Pi
     for source, picked in zip(prepared, picks):
         budget = recipe.budget(source.spec)
         if picked.examined and len(picked.rejects) / picked.examined > budget:
-            tally: dict[str, int] = {}
-            for r in picked.rejects:
-                tally[r["reason"].split(":")[0]] = tally.get(r["reason"].split(":")[0], 0) + 1
-            reasons = ", ".join(f"{k} {v}" for k, v in sorted(tally.items(), key=lambda kv: -kv[1]))
+            reasons = ", ".join(f"{k} {v}" for k, v in tally_reasons(picked.rejects).items())
             problems.append(f"source {source.name!r}: {len(picked.rejects)} of {picked.examined} checked samples "
                             f"have unusable images ({len(picked.rejects) / picked.examined:.1%} > budget "
                             f"{budget:.1%}): {reasons}")
@@ -108,7 +106,7 @@ def build(recipe_path: str | Path, out: str | Path, *, workers: int = 1, skip_pl
 
 
 def _build_locked(recipe: Recipe, sources: list[SourceSpec], out: Path, workers: int, echo) -> dict:
-    remove_file(out, "manifest.json")  # its presence means "finished": not until we are
+    remove_file(out, MANIFEST)  # its presence means "finished": not until we are
     work = out / ".work"
     echo(f"[1/4] converting {len(sources)} source(s)")
     prepared = prepare_all(recipe, sources, work, workers)
@@ -121,8 +119,10 @@ def _build_locked(recipe: Recipe, sources: list[SourceSpec], out: Path, workers:
         echo("[3/4] shuffling")
         total = _route(recipe, prepared, picks, work)
         echo(f"[4/4] writing {total:,} samples into shards")
-        shards, stats = _write(recipe, prepared, out, work, build_key(recipe, prepared), total, pool)
-    manifest = write_records(out, recipe, prepared, picks, shards, stats, total)
+        writer = _write(recipe, prepared, out, work, build_key(recipe, prepared), total, pool)
+    manifest = writer.finish(seed=recipe.seed, recipe=recipe.to_dict(), inputs={p.name: p.inputs for p in prepared},
+                             counts={p.name: _given_counts(p, k) for p, k in zip(prepared, picks)},
+                             rejects=_rejects(prepared, picks))
     remove_tree(work, "buckets")
     remove_file(work, "journal.jsonl")
     return manifest
@@ -147,7 +147,8 @@ def _route(recipe: Recipe, prepared: list[PreparedSource], picks: list[Picked], 
     return sum(counts)
 
 
-def _write(recipe: Recipe, prepared: list[PreparedSource], out: Path, work: Path, key: str, total: int, pool):
+def _write(recipe: Recipe, prepared: list[PreparedSource], out: Path, work: Path, key: str, total: int,
+           pool) -> MixWriter:
     journal, key_file = work / "journal.jsonl", work / "build.key"
     if not key_file.exists() or key_file.read_text() != key:
         journal.unlink(missing_ok=True)
@@ -155,16 +156,24 @@ def _write(recipe: Recipe, prepared: list[PreparedSource], out: Path, work: Path
     done = completed_shards(out, journal)
     _remove_stale_shards(out, recipe.name, keep={r.name for r in done})
     journal.write_text("".join(json.dumps(r.__dict__) + "\n" for r in done))
-    tally = MixTally([p.name for p in prepared], out / "index.parquet")
-    for record in done:
-        tally_shard(out / record.name, tally)
-    resume_at = sum(r.samples for r in done)
-    writer = ShardWriter(out, recipe.name, max_samples=recipe.shards.max_samples, max_bytes=recipe.shards.max_bytes,
-                         journal=journal, start_index=len(done), start_position=resume_at)
+    writer = MixWriter(out, recipe.name, [p.name for p in prepared], total=total, done=done, journal=journal,
+                       max_samples=recipe.shards.max_samples, max_bytes=recipe.shards.max_bytes)
     roots = {p.name: None if p.spec.image_root is None else str(p.spec.image_root) for p in prepared}
-    write_shards(work / "buckets", writer, roots, recipe.max_image_pixels, pool, tally,
-                 key_width=max(6, len(str(max(total - 1, 0)))), skip_before=resume_at)
-    return done + writer.close(), tally.close()
+    # No abort on failure: what is left is what a kill leaves, and the next run resumes from the journal.
+    write_shards(work / "buckets", writer, roots, recipe.max_image_pixels, pool, skip_before=writer.position)
+    return writer
+
+
+def _given_counts(source: PreparedSource, picked: Picked) -> dict:
+    return {"available": picked.available, "requested": picked.requested, "selected": len(picked.rows),
+            "images_checked": picked.examined, "records_in": source.conversion.get("records_in")}
+
+
+def _rejects(prepared: list[PreparedSource], picks: list[Picked]) -> list[dict]:
+    """Per source in recipe order: conversion rejects (relabelled with the recipe's source name), then images."""
+    return [entry for source, picked in zip(prepared, picks)
+            for entry in [r | {"source": source.name, "converter": r["source"]} for r in source.rejects]
+            + picked.rejects]
 
 
 def _remove_stale_shards(out: Path, name: str, keep: set[str]) -> None:

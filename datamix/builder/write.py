@@ -7,88 +7,24 @@ and each bucket is sorted and written in order, images read (or re-encoded) in p
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from datamix.build.pick import COPY, EXTENSIONS, REVERIFY, Picked, row_digest
-from datamix.build.workers import Mapper
+from datamix.builder.pick import COPY, EXTENSIONS, REVERIFY, Picked, row_digest
+from datamix.builder.workers import Mapper
 from datamix.errors import BuildError
-from datamix.images import file_digest, resolve_image, verify_image
+from datamix.images import file_digest, read_regular_file, resolve_image, verify_image
 from datamix.prompts import PromptPolicy, apply_format_prompt
+from datamix.mixdir import MixWriter
+from datamix.mixdir.writer import ReadySample, prepare_sample
 from datamix.schema import Sample
-from datamix.shards import ShardWriter
-from datamix.table import ARROW_SCHEMA, encode_meta, table_to_samples
+from datamix.table import table_to_samples
 
 BUCKET = 8192  # positions per bucket file
-
-
-@dataclass
-class SourceStats:
-    samples: int = 0
-    turns: int = 0
-    images: int = 0
-    text_only: int = 0
-    image_bytes: int = 0
-    reencoded: Counter = field(default_factory=Counter)
-
-    def to_dict(self) -> dict:
-        return {"samples": self.samples, "turns": self.turns, "images": self.images, "text_only": self.text_only,
-                "image_bytes": self.image_bytes, "reencoded": dict(sorted(self.reencoded.items()))}
-
-
-# The unified schema in mix order, plus where each sample lives and what its images are (content hash,
-# size): statistics, subsampling and the trainer's length grouping read this, never the tars.
-INDEX_SCHEMA = pa.schema([
-    ("key", pa.string()), ("shard", pa.string()),
-    *[(f.name, f.type) for f in ARROW_SCHEMA],
-    ("image_sha256", pa.list_(pa.string())), ("image_bytes", pa.list_(pa.int64())), ("turns", pa.int32()),
-])
-
-
-class MixTally:
-    """Per-source stats plus `index.parquet` (one row per sample, in mix order), fed as samples are written."""
-
-    def __init__(self, sources: list[str], index_path: Path):
-        self.stats = {name: SourceStats() for name in sources}
-        self._tmp = index_path.with_name(index_path.name + ".tmp")
-        self._path = index_path
-        self._writer = pq.ParquetWriter(self._tmp, INDEX_SCHEMA, compression="zstd")
-        self._rows: list[dict] = []
-
-    def add(self, key: str, shard: str, row: dict, images: list[bytes], notes: list[str | None]) -> None:
-        sizes = [len(data) for data in images]
-        stats = self.stats[row["source"]]
-        turns = sum(1 for t in row["conversations"] if t["from"] == "human")
-        stats.samples += 1
-        stats.turns += turns
-        stats.images += len(sizes)
-        stats.text_only += not sizes
-        stats.image_bytes += sum(sizes)
-        stats.reencoded.update(note for note in notes if note)
-        self._rows.append({"key": key, "shard": shard, "id": row["id"], "source": row["source"], "task": row["task"],
-                           "images": row["images"], "conversations": row["conversations"],
-                           "meta": encode_meta(row["meta"]), "image_sha256": [hashlib.sha256(d).hexdigest() for d in images],
-                           "image_bytes": sizes, "turns": turns})
-        if len(self._rows) >= BUCKET:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._rows:
-            self._writer.write_table(pa.Table.from_pylist(self._rows, schema=INDEX_SCHEMA))
-            self._rows = []
-
-    def close(self) -> dict[str, SourceStats]:
-        self._flush()
-        self._writer.close()
-        self._tmp.replace(self._path)
-        return self.stats
 
 
 def shuffle_positions(seed: int, total: int) -> np.ndarray:
@@ -146,14 +82,24 @@ def _bucket_line(sample: Sample, picked: Picked, row: int, copy: int, position: 
 Member = tuple[str, bytes, str | None, int | None]  # (extension, bytes, re-encode note, EXIF orientation)
 
 
-def load_member_images(args: tuple[str | None, dict, int]) -> list[Member] | str:
-    """Worker: (extension, bytes, re-encode note, EXIF orientation) per image of a sample, exactly the files verified in the
+def ready_sample(args: tuple[str | None, dict, int, int]) -> ReadySample | str:
+    """Worker: one sample ready to append (images read and re-checked, JSON encoded, images hashed, tar
+    members packed), or why its images are no longer the ones verified. The main process only appends."""
+    root, entry, max_pixels, width = args
+    images = load_member_images(root, entry, max_pixels)
+    if isinstance(images, str):
+        return images
+    return prepare_sample(f"{entry['p']:0{width}d}", *_sample(entry, images))
+
+
+def load_member_images(root: str | None, entry: dict, max_pixels: int) -> list[Member] | str:
+    """(extension, bytes, re-encode note, EXIF orientation) per image of a sample, exactly the files verified in the
     pick step: their digest is checked again here, so a file changed in between never reaches a shard."""
-    root, entry, max_pixels = args
     images = entry["row"]["images"]
     if entry["code"] == COPY:
-        path = resolve_image(Path(root), images[0])
-        data = b"" if isinstance(path, str) or not Path(path).is_file() else Path(path).read_bytes()
+        path = resolve_image(root, images[0])
+        data = None if isinstance(path, str) else read_regular_file(path)
+        data = data if isinstance(data, bytes) else b""
         if file_digest(data) != bytes.fromhex(entry["digest"]):
             return f"image changed during the build: {images[0]} differs from the file verified earlier"
         return [(entry["ext"], data, None, entry.get("exif"))]
@@ -170,22 +116,20 @@ def load_member_images(args: tuple[str | None, dict, int]) -> list[Member] | str
     return []
 
 
-def write_shards(bucket_dir: Path, writer: ShardWriter, roots: dict[str, str | None], max_pixels: int,
-                 pool: Mapper, tally: MixTally, key_width: int, skip_before: int) -> None:
+def write_shards(bucket_dir: Path, writer: MixWriter, roots: dict[str, str | None], max_pixels: int,
+                 pool: Mapper, skip_before: int) -> None:
     for bucket in sorted(bucket_dir.glob("*.jsonl")):
         entries = [json.loads(line) for line in bucket.read_text(encoding="utf-8").splitlines()]
         entries = sorted((e for e in entries if e["p"] >= skip_before), key=lambda e: e["p"])
-        jobs = ((roots[e["row"]["source"]], e, max_pixels) for e in entries)
-        for entry, images in zip(entries, pool.imap(load_member_images, jobs, chunksize=16)):
-            if isinstance(images, str):  # verified minutes ago, unusable now: the input is being modified
-                raise BuildError(f"{entry['row']['id']}: {images}; rerun the build once the inputs are stable")
-            member = _member_dict(entry, images, key_width)
-            writer.write(member)
-            tally.add(member["__key__"], writer.shard_name(writer.index), entry["row"],
-                      [data for _, data, _, _ in images], [note for _, _, note, _ in images])
+        jobs = ((roots[e["row"]["source"]], e, max_pixels, writer.width) for e in entries)
+        for entry, sample in zip(entries, pool.imap(ready_sample, jobs, chunksize=16)):
+            if isinstance(sample, str):  # verified minutes ago, unusable now: the input is being modified
+                raise BuildError(f"{entry['row']['id']}: {sample}; rerun the build once the inputs are stable")
+            writer.append(sample)
 
 
-def _member_dict(entry: dict, images: list[Member], key_width: int) -> dict:
+def _sample(entry: dict, images: list[Member]) -> tuple[dict, dict[str, bytes], list[str | None]]:
+    """(row, image members by suffix, re-encode notes) of one sample, as the mix writer takes them."""
     row = entry["row"]
     suffixes = [ext if len(images) == 1 else f"{i}.{ext}" for i, (ext, _, _, _) in enumerate(images)]
     notes = [note for _, _, note, _ in images]
@@ -195,23 +139,4 @@ def _member_dict(entry: dict, images: list[Member], key_width: int) -> dict:
     if any(o not in (None, 1) for o in orientations):  # recorded, never applied: boxes use the raw pixel frame
         row["meta"]["exif_orientation"] = orientations
     row["image_members"] = suffixes
-    sample = {"__key__": f"{entry['p']:0{key_width}d}",
-              "json": json.dumps(row, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()}
-    for suffix, (_, data, _, _) in zip(suffixes, images):
-        sample[suffix] = data
-    return sample
-
-
-def tally_shard(path: Path, tally: MixTally) -> None:
-    """Count an already written shard (a resumed build) exactly as if its samples had just been written."""
-    import tarfile
-
-    with tarfile.open(path) as tar:
-        members: dict[str, dict[str, bytes]] = {}
-        for member in tar:
-            key, suffix = member.name.split(".", 1)
-            members.setdefault(key, {})[suffix] = tar.extractfile(member).read()
-    for key, files in members.items():
-        row = json.loads(files["json"])
-        notes = row["meta"].get("reencoded") or [None] * len(row["image_members"])
-        tally.add(key, path.name, row, [files[suffix] for suffix in row["image_members"]], notes)
+    return row, {suffix: data for suffix, (_, data, _, _) in zip(suffixes, images)}, notes

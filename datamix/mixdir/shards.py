@@ -1,5 +1,9 @@
-"""Rolling WebDataset shard writer: `<name>-000000.tar`, ... through `webdataset.TarWriter`.
+"""Rolling WebDataset shards: `<name>-000000.tar`, ..., the bytes `webdataset.TarWriter` writes.
 
+- `pack_sample` turns one sample into its tar members (header, data, padding) as plain bytes, so a
+  build's worker processes do the headers and the main process only appends ready bytes. The members
+  are exactly TarWriter's (suffixes in sorted order, PAX-format headers, mode 0444; tested byte for byte),
+  without importing webdataset, which imports torch (2 s of a build).
 - A shard is written under `<file>.tmp` and renamed when complete, so no partial shard is ever visible.
 - Bytes are hashed as they are written (no second read), and each finished shard is appended to a
   journal, which is what lets an interrupted build resume after its last complete shard.
@@ -11,12 +15,57 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import tarfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from datamix.paths import Atomic
 
 # Reproducible tars: no wall-clock time in the headers. An int, not 0.0: tarfile writes a float mtime
 # as an extra 1 KiB PAX header per member, which nearly tripled the size of small-image shards.
 FIXED_MTIME = 0
+OWNER = "datamix"  # user and group names in the headers
+END_OF_ARCHIVE = tarfile.NUL * (2 * tarfile.BLOCKSIZE)
+
+
+def _template() -> bytes:
+    info = tarfile.TarInfo("")
+    info.size, info.mtime, info.mode = 0, FIXED_MTIME, 0o444
+    info.uname = info.gname = OWNER
+    return info.tobuf(tarfile.DEFAULT_FORMAT, tarfile.ENCODING, "surrogateescape")
+
+
+# The header of every member differs only in its name, size and checksum: filled into this template, which
+# is what TarInfo.tobuf builds field by field (45 us a member, the largest part of packing a sample).
+TEMPLATE = _template()
+NAME, SIZE, CHECKSUM = slice(0, 100), slice(124, 136), slice(148, 156)
+
+
+def _header(name: str, size: int) -> bytes:
+    encoded = name.encode("ascii", "surrogateescape") if name.isascii() else None
+    if encoded is None or len(encoded) > 100 or size >= 8 ** 11:  # what needs PAX records: tarfile does it
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode = size, FIXED_MTIME, 0o444
+        info.uname = info.gname = OWNER
+        return info.tobuf(tarfile.DEFAULT_FORMAT, tarfile.ENCODING, "surrogateescape")
+    header = bytearray(TEMPLATE)
+    header[: len(encoded)] = encoded
+    header[SIZE] = b"%011o\0" % size
+    header[CHECKSUM] = b" " * 8
+    header[148:155] = b"%06o\0" % sum(header)  # as tarfile: six octal digits, NUL, the eighth byte a space
+    return bytes(header)
+
+
+def pack_sample(key: str, members: dict[str, bytes]) -> bytes:
+    """The tar members `<key>.<suffix>` of one sample, in TarWriter's order (suffixes sorted) and bytes:
+    what tarfile.open(mode="w|") writes, with its default format (PAX), encoding and error handler."""
+    parts = []
+    for suffix in sorted(members):
+        data = members[suffix]
+        parts.append(_header(f"{key}.{suffix}", len(data)))
+        parts.append(data)
+        parts.append(tarfile.NUL * (-len(data) % tarfile.BLOCKSIZE))
+    return b"".join(parts)
 
 
 def shard_pattern(mix_name: str) -> re.Pattern:
@@ -42,10 +91,11 @@ class ShardRecord:
 
 
 class _HashingFile:
-    """A write-only file that hashes and counts what passes through."""
+    """A write-only file that hashes and counts what passes through, under a temporary name until committed."""
 
     def __init__(self, path: Path):
-        self._file = open(path, "wb")
+        self.atomic = Atomic(path)
+        self._file = open(self.atomic.tmp, "wb")
         self.sha = hashlib.sha256()
         self.size = 0
 
@@ -54,15 +104,13 @@ class _HashingFile:
         self.size += len(data)
         return self._file.write(data)
 
-    def flush(self) -> None:
-        self._file.flush()
-
     def close(self) -> None:
         self._file.close()
 
 
 class ShardWriter:
-    """Writes samples (dicts of member suffix -> bytes, plus `__key__`) into rolling shards."""
+    """Writes packed samples (`pack_sample`) into rolling shards of at most `max_samples` samples, a new
+    shard starting once one holds `max_bytes` bytes."""
 
     def __init__(self, out_dir: Path, name: str, *, max_samples: int, max_bytes: int,
                  journal: Path | None = None, start_index: int = 0, start_position: int = 0):
@@ -71,56 +119,54 @@ class ShardWriter:
         self.journal = journal
         self.index, self.position = start_index, start_position
         self.records: list[ShardRecord] = []
-        self._tar = None  # webdataset.TarWriter while a shard is open
-        self._file: _HashingFile | None = None
+        self._file: _HashingFile | None = None  # while a shard is open
         self._count = self._first = 0
 
     def shard_name(self, index: int) -> str:
         return f"{self.name}-{index:06d}.tar"
 
-    def write(self, sample: dict) -> None:
-        if self._tar is not None and (self._count >= self.max_samples or self._file.size >= self.max_bytes):
+    def write(self, packed: bytes) -> None:
+        if self._file is not None and (self._count >= self.max_samples or self._file.size >= self.max_bytes):
             self._finish()
-        if self._tar is None:
+        if self._file is None:
             self._open()
-        self._tar.write(sample)
+        self._file.write(packed)
         self._count += 1
         self.position += 1
 
     def _open(self) -> None:
-        # Imported here: `import webdataset` pulls in torch (2 s, 200 MB), which the build's worker
-        # processes, importing this module for its helpers, never need.
-        from webdataset import TarWriter
-
-        self._file = _HashingFile(self.out_dir / (self.shard_name(self.index) + ".tmp"))
-        self._tar = TarWriter(self._file, encoder=False, mtime=FIXED_MTIME, user="datamix", group="datamix")
+        self._file = _HashingFile(self.out_dir / self.shard_name(self.index))
         self._count, self._first = 0, self.position
 
+    def _end_archive(self) -> None:
+        """Two zero blocks, then zeros up to a whole tar record (10 KiB), as tarfile closes an archive."""
+        self._file.write(END_OF_ARCHIVE)
+        self._file.write(tarfile.NUL * (-self._file.size % tarfile.RECORDSIZE))
+
     def _finish(self) -> None:
-        self._tar.close()
+        self._end_archive()
         self._file.close()
-        final = self.out_dir / self.shard_name(self.index)
-        (self.out_dir / (final.name + ".tmp")).replace(final)
-        record = ShardRecord(final.name, self._first, self._count, self._file.size, self._file.sha.hexdigest())
+        self._file.atomic.commit()
+        record = ShardRecord(self.shard_name(self.index), self._first, self._count, self._file.size,
+                             self._file.sha.hexdigest())
         self.records.append(record)
         if self.journal is not None:
             with open(self.journal, "a", encoding="utf-8") as f:
                 f.write(json.dumps(asdict(record)) + "\n")
-        self._tar = self._file = None
+        self._file = None
         self.index += 1
 
     def close(self) -> list[ShardRecord]:
-        if self._tar is not None:
+        if self._file is not None:
             self._finish()
         return self.records
 
     def abort(self) -> None:
         """Drop the shard being written (its `.tmp` file); the finished ones stay, as a kill would leave them."""
-        if self._tar is not None:
-            self._tar.close()
+        if self._file is not None:
             self._file.close()
-            (self.out_dir / (self.shard_name(self.index) + ".tmp")).unlink(missing_ok=True)
-            self._tar = self._file = None
+            self._file.atomic.discard()
+            self._file = None
 
 
 class HashingReader:

@@ -23,7 +23,7 @@ from datamix.ledger import Ledger
 from datamix.paths import inside, remove_tree
 from datamix.recipe import Recipe, SourceSpec
 from datamix.schema import validate
-from datamix.shards import sha256_file
+from datamix.mixdir.shards import sha256_file
 from datamix.table import table_to_samples, write_samples
 
 
