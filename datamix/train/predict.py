@@ -50,12 +50,21 @@ def short_questions(mix_dir: Path) -> Iterator[dict]:
 def answer(model, tokenizer, processor, run_cfg: dict, question: str, image: bytes, max_new_tokens: int,
            where: str = "image") -> str:
     conv = [{"from": "human", "value": f"{IMAGE_TOKEN}\n{with_prompt(question, SHORT)}"}]
-    enc = encode(tokenizer, conv, template=run_cfg["template"], image_seq_length=model.config.image_seq_length,
-                 image_token_id=model.config.image_token_id, max_length=run_cfg["model_max_length"],
-                 generation=True)
+    return generate(model, tokenizer, processor, run_cfg, conv, image, max_new_tokens, where)
+
+
+@torch.no_grad()
+def generate(model, tokenizer, processor, run_cfg: dict, conversations: list[dict], image: bytes | None,
+             max_new_tokens: int, where: str = "image") -> str:
+    """The greedy answer to the last human turn of `conversations` (with its image, if any)."""
+    enc = encode(tokenizer, conversations, template=run_cfg["template"],
+                 image_seq_length=model.config.image_seq_length, image_token_id=model.config.image_token_id,
+                 max_length=run_cfg["model_max_length"], generation=True)
     ids = torch.tensor([enc.input_ids])
-    pixels = preprocess_image(image, processor, run_cfg["image_aspect"], where)[None]
-    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixels,
+    images = {}  # a text-only prompt passes no pixel_values at all (None trips Llava's generate)
+    if enc.n_images:
+        images["pixel_values"] = preprocess_image(image, processor, run_cfg["image_aspect"], where)[None]
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **images,
                          max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id)
     return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
