@@ -24,7 +24,8 @@ def _mix(root: Path, seed: int) -> Path:
     from datamix.demo import write_demo_data
 
     write_demo_data(root / "raw", seed=seed, n_images=40)
-    recipe = (REPO / "recipes" / "demo.yaml").read_text().replace("${DATAMIX_DATA:-../demo_out/raw}", str(root / "raw"))
+    recipe = (REPO / "recipes" / "demo.yaml").read_text()
+    recipe = recipe.replace("${DATAMIX_DATA:-../demo_out/raw}", str(root / "raw"))
     recipe = recipe.replace("max_samples: 100", "max_samples: 12").replace("max_reject_ratio: 0.05",
                                                                           "max_reject_ratio: 0.5")
     (root / "recipe.yaml").write_text(recipe)

@@ -30,7 +30,8 @@ def mix(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("visionmix")
     write_demo_data(root / "raw", seed=0, n_images=40)
-    recipe = (REPO / "recipes" / "demo.yaml").read_text().replace("${DATAMIX_DATA:-../demo_out/raw}", str(root / "raw"))
+    recipe = (REPO / "recipes" / "demo.yaml").read_text()
+    recipe = recipe.replace("${DATAMIX_DATA:-../demo_out/raw}", str(root / "raw"))
     recipe = recipe.replace("max_reject_ratio: 0.05", "max_reject_ratio: 0.5")
     (root / "recipe.yaml").write_text(recipe)
     build(root / "recipe.yaml", root / "mix", echo=lambda *a, **k: None)

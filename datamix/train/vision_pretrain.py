@@ -70,7 +70,8 @@ def _clip_model(tiny: TinyModelConfig, vocab_size: int, pad_id: int):
     from transformers import CLIPConfig, CLIPModel, CLIPTextConfig
 
     eos_id = vocab_size
-    text = CLIPTextConfig(vocab_size=vocab_size + 1, hidden_size=tiny.vit_hidden, intermediate_size=4 * tiny.vit_hidden,
+    text = CLIPTextConfig(vocab_size=vocab_size + 1, hidden_size=tiny.vit_hidden,
+                          intermediate_size=4 * tiny.vit_hidden,
                           num_hidden_layers=2, num_attention_heads=tiny.vit_heads,
                           max_position_embeddings=MAX_TEXT_TOKENS, eos_token_id=eos_id, pad_token_id=pad_id,
                           bos_token_id=eos_id)
