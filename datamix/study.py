@@ -263,7 +263,7 @@ def _plot(study: dict, png: Path) -> Path | None:
     ax.axhline(PAPER_LINE, color="red", linestyle="--", label="98% of full (LLaVA-1.5, 50% of the mix)")
     ax.set_xlabel("fraction of the mix")
     ax.set_ylabel("performance relative to the full mix")
-    ax.set_title(f"datamix study ({study['match']}-matched)")
+    ax.set_title("datamix study, " + ("epoch-matched" if study["match"] == "epochs" else "compute-matched"))
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(png, dpi=100)
