@@ -3,8 +3,9 @@
 # -> the 25%/50% ladder -> what the mix contains.
 set -euo pipefail
 OUT=${1:-demo_out}
-DATAMIX=.venv/bin/datamix
-export DATAMIX_DATA="$PWD/$OUT/raw"
+case "$OUT" in /*) ;; *) OUT="$PWD/$OUT" ;; esac  # an absolute DEMO_DIR is used as it is
+DATAMIX=${DATAMIX:-.venv/bin/datamix}
+export DATAMIX_DATA="$OUT/raw"
 
 rm -rf "$OUT"
 echo "== 1. demo raw data (official formats, a few deliberately broken records and images)"
@@ -29,11 +30,16 @@ echo "report: $OUT/report/index.html"
 
 echo; echo "== 6. train the bundled tiny LLaVA-1.5 on a larger demo mix, then answer held-out questions"
 $DATAMIX demo-data "$OUT/train_raw" --seed 0 --n-images 2400
-DATAMIX_DATA="$PWD/$OUT/train_raw" $DATAMIX build recipes/demo.yaml --out "$OUT/train_mix" --workers 2 | tail -1
-$DATAMIX demo-data "$OUT/heldout_raw" --seed 1 --n-images 400
-DATAMIX_DATA="$PWD/$OUT/heldout_raw" $DATAMIX build recipes/demo.yaml --out "$OUT/heldout_mix" | tail -1
+DATAMIX_DATA="$OUT/train_raw" $DATAMIX build recipes/demo.yaml --out "$OUT/train_mix" --workers 2 | tail -1
+# Held-out: images of another seed, and only questions whose answer the question string does not give away.
+$DATAMIX demo-data "$OUT/heldout_raw" --seed 1 --n-images 600
+DATAMIX_DATA="$OUT/heldout_raw" $DATAMIX build recipes/demo-heldout.yaml --out "$OUT/heldout_mix" | tail -1
 start=$(date +%s)
-$DATAMIX train "$OUT/train_mix" --stage pretrain --out "$OUT/run-stage1" --max-steps 100
+# Stage 0: the tiny vision tower learns to see (CLIP loss on the mix's images and their text), then stays frozen.
+$DATAMIX pretrain-vision "$OUT/train_mix" --out "$OUT/vision"
+$DATAMIX train "$OUT/train_mix" --stage pretrain --vision-init "$OUT/vision" --out "$OUT/run-stage1" --max-steps 100
 $DATAMIX train "$OUT/train_mix" --stage finetune --projector-from "$OUT/run-stage1" --out "$OUT/run-stage2" --epochs 4
-$DATAMIX predict "$OUT/run-stage2" "$OUT/heldout_mix" --n 300
+echo; echo "== 7. does the model read the image? the same held-out questions with the real and with blank images"
+$DATAMIX predict "$OUT/run-stage2" "$OUT/heldout_mix" --n 300 | tail -1
+$DATAMIX predict "$OUT/run-stage2" "$OUT/heldout_mix" --n 300 --blank-images | tail -1
 echo "training and evaluation took $(( ($(date +%s) - start) / 60 )) min $(( ($(date +%s) - start) % 60 )) s"

@@ -99,7 +99,8 @@ def test_sizes():
     assert parse_size("1.5MB") == 1_500_000 and parse_size("big") is None
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "llava_v1_5_mix665k.yaml", "llava_v1_5_pretrain.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "demo-heldout.yaml", "llava_v1_5_mix665k.yaml",
+                                  "llava_v1_5_pretrain.yaml"])
 def test_shipped_recipes_are_valid(name, monkeypatch, tmp_path):
     monkeypatch.setenv("DATAMIX_DATA", str(tmp_path))
     recipe = load_recipe(REPO / "recipes" / name, check_files=False)

@@ -175,3 +175,22 @@ def test_encoding_falls_back_to_the_hf_call(tok):
     finally:
         tok.backend_tokenizer.no_truncation()
     assert got == [_reference_encode(tok, c) for c in MANY]
+
+
+@pytest.mark.parametrize("literal", ["</s>", "<s>", "<unk>"])
+def test_special_token_text_in_data_is_text_not_a_control_token(tok, literal):
+    """A literal `</s>` in an answer must not end it: only the template's closing `</s>` is the EOS id."""
+    conv = turns("Write the HTML end tag of s.", f"It is {literal} in HTML.", "And again?", "x")
+    e = enc(tok, conv)
+    specials = {tok.eos_token_id, tok.bos_token_id, tok.unk_token_id}
+    # BOS first, then one EOS per answer, each the last supervised token of its span; nothing special elsewhere.
+    assert [i for i, t in enumerate(e.input_ids) if t in specials] == [0] + [
+        i for i, t in enumerate(e.input_ids) if t == tok.eos_token_id]
+    assert e.input_ids.count(tok.eos_token_id) == 2
+    spans = supervised_spans(e.labels)
+    assert [s[-1] for s in spans] == [tok.eos_token_id] * 2
+    assert [tok.decode(s[:-1]).strip() for s in spans] == [f"It is {literal} in HTML.", "x"]
+    # The round after it tokenizes as in a sample without the literal.
+    plain = enc(tok, turns("Write the HTML end tag of s.", "It is x in HTML.", "And again?", "x"))
+    after = lambda ids: ids[ids.index(tok.eos_token_id) + 1:][:4]
+    assert after(e.input_ids) == after(plain.input_ids)

@@ -71,3 +71,4 @@ from datamix.cli import mixes as _mixes  # noqa: E402,F401
 from datamix.cli import train as _train  # noqa: E402,F401
 from datamix.cli import stats as _stats  # noqa: E402,F401
 from datamix.cli import audit as _audit  # noqa: E402,F401
+from datamix.cli import study as _study  # noqa: E402,F401

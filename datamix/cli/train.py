@@ -25,6 +25,8 @@ def train(
     projector_from: Annotated[str | None, typer.Option(help="Stage-1 run folder whose projector starts this run.")] = None,
     resolution: Annotated[str, typer.Option(help="base, or hd: LLaVA-1.5-HD tiles + global view, saved as a "
                                                  "LLaVA-NeXT checkpoint (stage 2 only).")] = "base",
+    vision_init: Annotated[str | None, typer.Option(help="Tiny model: a `datamix pretrain-vision` folder whose "
+                                                         "tower it uses (frozen).")] = None,
     max_steps: Annotated[int, typer.Option(help="Stop after this many optimizer steps (0: the epochs decide).")] = 0,
     epochs: Annotated[int, typer.Option(help="Passes over the mix.")] = 1,
     global_batch: Annotated[int, typer.Option(help="Samples per optimizer step over all processes "
@@ -54,6 +56,7 @@ def train(
         group_by_modality = stage == "finetune"  # LLaVA-1.5 groups in stage 2 only (§1)
     cfg = TrainConfig(stage=stage, vision=vision, llm=llm, projector=projector, projector_from=projector_from,
                       resolution=resolution,
+                      vision_init=vision_init,
                       max_steps=max_steps, epochs=epochs, global_batch=global_batch, micro_batch=micro_batch, lr=lr,
                       clip_grad=clip_grad, model_max_length=model_max_length, save_every=save_every, workers=workers,
                       group_by_modality=group_by_modality, precision=precision, seed=seed,
@@ -70,8 +73,27 @@ def predict(
     mix_dir: Annotated[Path, typer.Argument(help="Mix whose short-answer questions are asked.")],
     n: Annotated[int, typer.Option("--n", help="Number of questions.")] = 50,
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer generated.")] = 16,
+    blank_images: Annotated[bool, typer.Option("--blank-images", help="Image ablation: replace every image by a "
+                                               "blank one of the mean colour (what the model knows without it).")]
+    = False,
 ) -> None:
     """Greedy answers with the run's template; prints VQA accuracy next to the majority-answer baselines."""
     from datamix.train.predict import predict as run_predict
 
-    run_predict(run_dir, mix_dir, n=n, max_new_tokens=max_new_tokens, echo=typer.echo)
+    run_predict(run_dir, mix_dir, n=n, max_new_tokens=max_new_tokens, blank_images=blank_images, echo=typer.echo)
+
+
+@app.command("pretrain-vision")
+@fails_cleanly
+def pretrain_vision(
+    mix_dir: Annotated[Path, typer.Argument(help="Mix whose image samples (image + its text) are the pairs.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the pretrained tiny vision tower.")],
+    steps: Annotated[int, typer.Option(help="Optimizer steps of the contrastive stage.")] = 400,
+    batch: Annotated[int, typer.Option(help="Image-text pairs per step (the in-batch negatives).")] = 64,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine schedule, 5% warm-up).")] = 5e-4,
+    seed: Annotated[int, typer.Option(help="Seeds the random CLIP and the batch order.")] = 0,
+) -> None:
+    """Stage 0 of the tiny model: CLIP-style contrastive training of its vision tower (use with --vision-init)."""
+    from datamix.train.vision_pretrain import pretrain_vision as run
+
+    run(mix_dir, out, steps=steps, batch=batch, lr=lr, seed=seed, echo=typer.echo)

@@ -46,6 +46,7 @@ class TrainConfig:
     llm: str | None = None  # local HF folder of a causal LM (Vicuna-7B-v1.5); None = tiny random one
     projector: str = "mlp2x_gelu"  # "linear" = LLaVA-1 ablation, "mlpNx_gelu" for N >= 1
     projector_from: str | None = None  # stage-1 run folder whose projector initialises this run
+    vision_init: str | None = None  # tiny model: a `datamix pretrain-vision` folder for its (frozen) tower
     template: str = ""  # "" = the stage's: plain (stage 1) or vicuna_v1 (stage 2)
     image_aspect: str = ""  # "" = the stage's: square (stage 1, crop), pad (stage 2, expand-to-square), anyres (HD)
     resolution: str = "base"  # "hd" = LLaVA-1.5-HD tiles + global view (stage 2 only, hd.py)

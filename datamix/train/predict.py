@@ -5,10 +5,15 @@ Each question is asked on its own, with its image and the short-answer instructi
 vicuna_v1, the prompt appended). Two baselines are printed beside the accuracy, both computed on the evaluated
 questions themselves, so they are upper bounds of what their strategy can score: the single most common
 answer, and the most common answer of each question string (what a model that ignores the image can reach).
+
+`blank_images` is the image ablation: every image is replaced by a blank one of the same size in the
+processor's mean colour (what LLaVA pads with), so the model answers from the question alone. A model that
+reads the image falls back to about the per-question prior; one that does not scores the same either way.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -45,23 +50,44 @@ def short_questions(mix_dir: Path) -> Iterator[dict]:
 def answer(model, tokenizer, processor, run_cfg: dict, question: str, image: bytes, max_new_tokens: int,
            where: str = "image") -> str:
     conv = [{"from": "human", "value": f"{IMAGE_TOKEN}\n{with_prompt(question, SHORT)}"}]
-    if model.config.model_type == "llava_next":  # an HD run (hd.py): its own token count and tiles
+    return generate(model, tokenizer, processor, run_cfg, conv, image, max_new_tokens, where)
+
+
+@torch.no_grad()
+def generate(model, tokenizer, processor, run_cfg: dict, conversations: list[dict], image: bytes | None,
+             max_new_tokens: int, where: str = "image") -> str:
+    """The greedy answer to the last human turn of `conversations` (with its image, if any)."""
+    if model.config.model_type == "llava_next" and image is not None:  # an HD run (hd.py): its own tiles
         from datamix.train.hd import generation_inputs
 
-        inputs = generation_inputs(model, tokenizer, processor, run_cfg, conv, image)
+        inputs = generation_inputs(model, tokenizer, processor, run_cfg, conversations, image)
     else:
-        enc = encode(tokenizer, conv, template=run_cfg["template"], image_seq_length=model.config.image_seq_length,
-                     image_token_id=model.config.image_token_id, max_length=run_cfg["model_max_length"],
-                     generation=True)
+        enc = encode(tokenizer, conversations, template=run_cfg["template"],
+                     image_seq_length=model.config.image_seq_length, image_token_id=model.config.image_token_id,
+                     max_length=run_cfg["model_max_length"], generation=True)
         ids = torch.tensor([enc.input_ids])
-        inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
-                  "pixel_values": preprocess_image(image, processor, run_cfg["image_aspect"], where)[None]}
+        inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        if enc.n_images:  # a text-only prompt passes no pixel_values at all (None trips Llava's generate)
+            inputs["pixel_values"] = preprocess_image(image, processor, run_cfg["image_aspect"], where)[None]
     out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
 
-def predict(run_dir: Path, mix_dir: Path, *, n: int = 50, max_new_tokens: int = 16, echo=print) -> dict:
+def blank_like(data: bytes, processor, where: str = "image") -> bytes:
+    """A PNG of the same size as the image `data`, every pixel the processor's mean colour."""
+    from PIL import Image
+
+    from datamix.train.data import decode_image
+
+    size = decode_image(data, where).size
+    buf = io.BytesIO()
+    Image.new("RGB", size, tuple(int(x * 255) for x in processor.image_mean)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def predict(run_dir: Path, mix_dir: Path, *, n: int = 50, max_new_tokens: int = 16, blank_images: bool = False,
+            echo=print) -> dict:
     """Answer the first `n` short-answer questions of the mix; print and return accuracy and baselines."""
     from transformers.utils import logging as hf_logging
 
@@ -77,16 +103,20 @@ def predict(run_dir: Path, mix_dir: Path, *, n: int = 50, max_new_tokens: int = 
     for q in short_questions(Path(mix_dir)):
         if len(rows) >= n:
             break
-        pred = answer(model, tokenizer, processor, run_cfg, q["question"], q.pop("image"), max_new_tokens,
-                      q.pop("where"))
+        image, where = q.pop("image"), q.pop("where")
+        if blank_images:
+            image = blank_like(image, processor, where)
+        pred = answer(model, tokenizer, processor, run_cfg, q["question"], image, max_new_tokens, where)
         rows.append({**q, "prediction": pred, "accuracy": vqa_accuracy(pred, q["references"])})
         if len(rows) <= 10:
             echo(f"  {q['question'][:50]:<50} -> {pred[:30]!r:<32} (answer {q['answer']!r})")
     if not rows:
         raise TrainError(f"{mix_dir}: no short-answer (vqa_short) image questions to evaluate")
-    summary = summarize(rows)
-    (Path(run_dir) / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    echo(f"VQA accuracy {summary['accuracy']:.1%} on {summary['questions']} questions | majority answer "
+    summary = {**summarize(rows), "blank_images": blank_images}
+    name = "predictions-blank-images.jsonl" if blank_images else "predictions.jsonl"
+    (Path(run_dir) / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    what = "VQA accuracy with blank images (ablation)" if blank_images else "VQA accuracy"
+    echo(f"{what} {summary['accuracy']:.1%} on {summary['questions']} questions | majority answer "
          f"{summary['majority_baseline']:.1%} ({summary['majority_answer']!r}) | per-question majority "
          f"{summary['question_prior_baseline']:.1%} | mean answer length {summary['mean_answer_words']:.2f} words")
     return summary

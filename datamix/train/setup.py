@@ -120,6 +120,10 @@ def build_model(cfg: TrainConfig, tokenizer, *, resume_from: Path | None):
                              f"not {cfg.projector}")
     elif cfg.uses_tiny_model:
         model = build_tiny(cfg.tiny, tokenizer, projector=cfg.projector, seed=cfg.seed)
+        if cfg.vision_init:
+            from datamix.train.vision_pretrain import load_vision_init
+
+            load_vision_init(model, cfg.vision_init)
     else:
         model = build_from_paths(cfg.vision, cfg.llm, tokenizer, projector=cfg.projector)
         if cfg.projector_from:

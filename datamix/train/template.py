@@ -98,23 +98,23 @@ def encode(tokenizer, conversations: list[dict], *, template: str, image_seq_len
 def encode_many(tokenizer, samples: list[tuple[list[dict], str]], *, template: str, image_seq_length: int,
                 image_token_id: int, max_length: int, generation: bool = False,
                 cache: dict | None = None, image_tokens: list[list[int]] | None = None) -> list[Encoded]:
-    """`encode` for several (conversations, sample_id) pairs; every text chunk is still tokenized on its own.
+    """`encode` for several (conversations, sample_id) pairs; every text segment is still tokenized on its own.
 
-    `cache` (a dict owned by the caller, for this tokenizer only) keeps the tokens of chunks that end at an
+    `cache` (a dict owned by the caller, for this tokenizer only) keeps the tokens of segments that end at an
     `<image>`: in vicuna_v1 that is the system prompt + "USER: ", the same in every image sample, so it is
-    tokenized once instead of once per sample. A chunk's tokens depend only on its text, so nothing changes.
+    tokenized once instead of once per sample. A segment's tokens depend only on its text, so nothing changes.
 
     `image_tokens` (HD, hd.py) gives each sample's images their own token counts, in order, instead of
     `image_seq_length` for every image.
     """
     rendered = [_render_sample(conv, template, generation, sid) for conv, sid in samples]
-    chunks = [text.split(IMAGE_TOKEN) for text, _ in rendered]
-    pieces = iter(_cached_tokenize(tokenizer, chunks, cache) if cache is not None
-                  else _tokenize_chunks(tokenizer, [c for parts in chunks for c in parts]))
+    segments = [_segments(text, spans) for text, spans in rendered]
+    pieces = iter(_cached_tokenize(tokenizer, segments, cache) if cache is not None
+                  else _tokenize_chunks(tokenizer, [seg for segs in segments for seg in _marked(segs)]))
     counts = image_tokens or [None] * len(samples)
-    return [_assemble(text, spans, pieces, tokenizer.bos_token_id, image_seq_length if n is None else n,
-                      image_token_id, max_length, sid)
-            for (text, spans), (_, sid), n in zip(rendered, samples, counts)]
+    return [_assemble(segs, spans, text, pieces, tokenizer.bos_token_id, tokenizer.eos_token_id,
+                      image_seq_length if n is None else n, image_token_id, max_length, sid)
+            for segs, (text, spans), (_, sid), n in zip(segments, rendered, samples, counts)]
 
 
 def _render_sample(conversations: list[dict], template: str, generation: bool, sample_id: str) -> tuple[str, list]:
@@ -124,25 +124,57 @@ def _render_sample(conversations: list[dict], template: str, generation: bool, s
     return render(turns, template, generation=generation)
 
 
-def _assemble(text: str, spans: list[tuple], pieces, bos_id: int, image_seq_length: int | list[int],
-              image_token_id: int, max_length: int, sample_id: str) -> Encoded:
-    """BOS, then each chunk's tokens (taken in order from `pieces`) with the image tokens between chunks;
-    `image_seq_length` is one count for every image or a list with one per image."""
-    n_images = text.count(IMAGE_TOKEN)
+def _segments(text: str, spans: list[tuple]) -> list[tuple[int, str, str]]:
+    """(start, text, what follows: "image", "eos" or "end") of the pieces between control tokens.
+
+    The control tokens are the `<image>` placeholders and the template's own `</s>`, which closes every
+    vicuna_v1 answer span (plain spans end in a newline). Any other `</s>` is the data's and stays text.
+    """
+    eos_at = {end - len(SEP2) for _, end in spans if text.endswith(SEP2, 0, end)}
+    out, start, pos = [], 0, 0
+    while pos < len(text):
+        if text.startswith(IMAGE_TOKEN, pos):
+            out.append((start, text[start:pos], "image"))
+            pos = start = pos + len(IMAGE_TOKEN)
+        elif pos in eos_at:
+            out.append((start, text[start:pos], "eos"))
+            pos = start = pos + len(SEP2)
+        else:
+            nxt = [p for p in (text.find(IMAGE_TOKEN, pos + 1), min((e for e in eos_at if e > pos), default=-1))
+                   if p != -1]
+            pos = min(nxt) if nxt else len(text)
+    out.append((start, text[start:], "end"))
+    return out
+
+
+def _marked(segments: list[tuple[int, str, str]]) -> list[str]:
+    """The segments' texts, each one that follows the template's `</s>` marked so (see `_encode`)."""
+    return [(AFTER_EOS + seg if k and segments[k - 1][2] == "eos" and seg else seg)
+            for k, (_, seg, _) in enumerate(segments)]
+
+
+def _assemble(segments: list[tuple[int, str, str]], spans: list[tuple], text: str, pieces, bos_id: int, eos_id: int,
+              image_seq_length: int | list[int], image_token_id: int, max_length: int, sample_id: str) -> Encoded:
+    """BOS, then each segment's tokens (taken in order from `pieces`), then the control token that ends it;
+    `image_seq_length` is one count for every image or a list with one per image (HD)."""
+    n_images = sum(f == "image" for _, _, f in segments)
     per_image = [image_seq_length] * n_images if isinstance(image_seq_length, int) else list(image_seq_length)
     if len(per_image) < n_images:
         raise TrainError(f"sample {sample_id}: {n_images} <image> token(s) but {len(per_image)} image(s)")
+    counts = iter(per_image)
     ids, labels = [bos_id], [IGNORE_INDEX]
-    offset = 0
-    for k, chunk in enumerate(text.split(IMAGE_TOKEN)):
-        if k:
-            ids += [image_token_id] * per_image[k - 1]
-            labels += [IGNORE_INDEX] * per_image[k - 1]
-            offset += len(IMAGE_TOKEN)
-        chunk_ids, chunk_offsets = next(pieces)
-        ids += chunk_ids
-        labels += _mask(chunk_ids, chunk_offsets, offset, spans)
-        offset += len(chunk)
+    for start, segment, follows in segments:
+        seg_ids, seg_offsets = next(pieces)
+        ids += seg_ids
+        labels += _mask(seg_ids, seg_offsets, start, spans)
+        if follows == "image":
+            n = next(counts)
+            ids += [image_token_id] * n
+            labels += [IGNORE_INDEX] * n
+        elif follows == "eos":  # inside its answer's span, so always supervised
+            end = start + len(segment)
+            ids.append(eos_id)
+            labels += _mask([eos_id], [(0, len(SEP2))], end, spans)
     ids, labels = ids[:max_length], labels[:max_length]
     if ids.count(image_token_id) != sum(per_image[:n_images]):
         raise TrainError(f"sample {sample_id}: --model-max-length {max_length} cuts into the image tokens; "
@@ -150,14 +182,15 @@ def _assemble(text: str, spans: list[tuple], pieces, bos_id: int, image_seq_leng
     return Encoded(text=text, input_ids=ids, labels=labels, n_images=n_images)
 
 
-CACHE_LIMIT = 1024  # chunks kept per cache; the cache stops growing when full (it rarely has more than a few)
+CACHE_LIMIT = 1024  # segments kept per cache; the cache stops growing when full (it rarely has more than a few)
 
 
-def _cached_tokenize(tokenizer, chunks: list[list[str]], cache: dict) -> list[tuple[list[int], list]]:
-    """`_tokenize_chunks` of all the chunks in order, the ones before an `<image>` looked up in `cache`."""
-    flat = [c for parts in chunks for c in parts]
-    # cacheable: a non-empty chunk before an <image> (an empty one costs nothing)
-    keys = [k < len(parts) - 1 and bool(c) for parts in chunks for k, c in enumerate(parts)]
+def _cached_tokenize(tokenizer, segments: list[list[tuple[int, str, str]]],
+                     cache: dict) -> list[tuple[list[int], list]]:
+    """`_tokenize_chunks` of all the segments in order, the ones before an `<image>` looked up in `cache`."""
+    flat = [seg for segs in segments for seg in _marked(segs)]
+    # cacheable: a non-empty segment before an <image> (an empty one costs nothing)
+    keys = [follows == "image" and bool(seg) for segs in segments for _, seg, follows in segs]
     hit = [key and c in cache for c, key in zip(flat, keys)]
     fresh = iter(_tokenize_chunks(tokenizer, [c for c, h in zip(flat, hit) if not h]))
     out = [cache[c] if h else next(fresh) for c, h in zip(flat, hit)]
@@ -168,18 +201,52 @@ def _cached_tokenize(tokenizer, chunks: list[list[str]], cache: dict) -> list[tu
 
 
 def _tokenize_chunks(tokenizer, chunks: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
-    """(ids, character offsets) of each chunk, without special tokens; an empty chunk gives no tokens."""
-    todo = [c for c in chunks if c]
+    """(ids, character offsets) of each chunk, without special tokens; an empty chunk gives no tokens.
+
+    Special-token text in a chunk (a literal `</s>` in an answer) is tokenized as the text it is, never as the
+    control token (transformers' `split_special_tokens`); the template's own control tokens are inserted as ids.
+    A chunk that starts after the template's `</s>` is tokenized as the tokenizer sees text after a special
+    token: `</s>` + chunk, the `</s>` dropped again (a SentencePiece-style tokenizer adds no dummy prefix there).
+    A chunk that holds special-token text itself cannot be tokenized so (its `</s>` would be the control token):
+    it is tokenized on its own, so after an EOS a dummy-prefix tokenizer gives it a leading `▁` (rare data only).
+    """
+    specials = [t for t in getattr(tokenizer, "all_special_tokens", []) if t]
+    plain = [not any(t in c for t in specials) for c in chunks]
+    normal = [c for c, p in zip(chunks, plain) if c and p]
+    literal = [c for c, p in zip(chunks, plain) if c and not p]
+    done_normal = iter(_encode(tokenizer, normal, split_special=False))
+    done_literal = iter(_encode(tokenizer, literal, split_special=True))
+    return [([], []) if not c else next(done_normal) if p else next(done_literal) for c, p in zip(chunks, plain)]
+
+
+AFTER_EOS = "\x00after-eos\x00"  # marks a chunk that follows the template's </s> (see `_segments`)
+
+
+def _encode(tokenizer, chunks: list[str], *, split_special: bool) -> list[tuple[list[int], list]]:
+    texts, strip = [], []
+    for c in chunks:
+        after = c.startswith(AFTER_EOS)
+        c = c.removeprefix(AFTER_EOS)
+        texts.append(SEP2 + c if after and not split_special else c)
+        strip.append(after and not split_special)
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None and backend.truncation is None and backend.padding is None:
         # What the HF fast tokenizer's __call__ does in the end, minus its Python-side argument handling (which
         # cost more than the tokenization itself); with no truncation or padding set the result is the same.
-        encodings = [backend.encode(c, add_special_tokens=False) for c in todo]
-        done = iter([(e.ids, e.offsets) for e in encodings])
+        before = backend.encode_special_tokens
+        backend.encode_special_tokens = split_special
+        try:
+            encodings = [backend.encode(t, add_special_tokens=False) for t in texts]
+        finally:
+            backend.encode_special_tokens = before
+        out = [(e.ids, e.offsets) for e in encodings]
     else:
-        enc = tokenizer(todo, add_special_tokens=False, return_offsets_mapping=True) if todo else {}
-        done = iter(zip(enc.get("input_ids", []), enc.get("offset_mapping", [])))
-    return [next(done) if c else ([], []) for c in chunks]
+        enc = (tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True,
+                         split_special_tokens=split_special) if texts else {})
+        out = list(zip(enc.get("input_ids", []), enc.get("offset_mapping", [])))
+    shift = len(SEP2)
+    return [(list(ids[1:]), [(a - shift, b - shift) for a, b in offs[1:]]) if s else (list(ids), list(offs))
+            for (ids, offs), s in zip(out, strip)]
 
 
 def _mask(ids: list[int], offsets: list[tuple[int, int]], offset: int, spans: list[tuple]) -> list[int]:
