@@ -55,7 +55,7 @@ class StudyConfig:
 
 def ladder(mix_dir: Path, ratios: list[float], out: Path, echo=print) -> dict[float, Path]:
     """ratio -> mix folder; rungs below 1 written by `subsample` unless a complete one is already there."""
-    from datamix.mix import MANIFEST, load_manifest
+    from datamix.mixdir import MANIFEST, load_manifest
     from datamix.subsample import rung_name, subsample
 
     name = load_manifest(mix_dir)["name"]

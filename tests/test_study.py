@@ -20,7 +20,7 @@ TINY = TinyModelConfig(vit_image_size=32, vit_patch_size=16, vit_hidden=32, vit_
 
 
 def _mix(root: Path, seed: int) -> Path:
-    from datamix.build import build
+    from datamix.builder import build
     from datamix.demo import write_demo_data
 
     write_demo_data(root / "raw", seed=seed, n_images=40)

@@ -25,7 +25,7 @@ TINY = TinyModelConfig(vit_image_size=32, vit_patch_size=16, vit_hidden=32, vit_
 
 @pytest.fixture(scope="module")
 def mix(tmp_path_factory) -> Path:
-    from datamix.build import build
+    from datamix.builder import build
     from datamix.demo import write_demo_data
 
     root = tmp_path_factory.mktemp("visionmix")
