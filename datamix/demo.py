@@ -68,8 +68,8 @@ def make_scene(rng: random.Random) -> Scene:
     return scene
 
 
-def jpeg_bytes(scene: Scene) -> bytes:
-    image = Image.new("RGB", (SIZE, SIZE), BACKGROUND)
+def jpeg_bytes(scene: Scene, width: int = SIZE, height: int = SIZE) -> bytes:
+    image = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(image)
     for s in scene:
         x0, y0, x1, y1 = s["box"]
@@ -431,20 +431,7 @@ def _vg_files(seed: int, n: int) -> tuple[list[dict], list[dict], dict[str, Scen
 
 def _vg_jpeg(scene: Scene, width: int, height: int) -> bytes:
     """A VG-style image: the shapes drawn on a `width` x `height` canvas (boxes already in canvas pixels)."""
-    image = Image.new("RGB", (width, height), BACKGROUND)
-    draw = ImageDraw.Draw(image)
-    for s in scene:
-        x0, y0, x1, y1 = s["box"]
-        fill = COLORS[s["color"]]
-        if s["shape"] == "circle":
-            draw.ellipse((x0, y0, x1, y1), fill=fill)
-        elif s["shape"] == "square":
-            draw.rectangle((x0, y0, x1, y1), fill=fill)
-        else:
-            draw.polygon([((x0 + x1) // 2, y0), (x1, y1), (x0, y1)], fill=fill)
-    buf = io.BytesIO()
-    image.save(buf, "JPEG", quality=92, subsampling=0)
-    return buf.getvalue()
+    return jpeg_bytes(scene, width, height)
 
 
 def _region_sources(out_dir: Path, seed: int, coco: dict[int, Scene], n_images: int, files: dict[str, bytes],
