@@ -83,3 +83,17 @@ def test_demo_data_refuses_a_non_empty_folder(tmp_path):
     result = runner.invoke(app, ["demo-data", str(tmp_path)])
     assert result.exit_code == 1 and "folder is not empty" in result.output
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_a_closed_output_pipe_stops_quietly(tmp_path):
+    """`datamix ... | head` closes the pipe early: no traceback and no 'unexpected' error, exit 141 like SIGPIPE."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "datamix.cli", "converters"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.read(10)
+    proc.stdout.close()  # the reader goes away before the command has written everything
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) in (0, 141)
+    assert "Traceback" not in stderr and "unexpected" not in stderr, stderr

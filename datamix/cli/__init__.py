@@ -8,6 +8,8 @@ writers, which only rename a file into place once it is complete).
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
@@ -48,6 +50,8 @@ def fails_cleanly(command: F) -> F:
         except KeyboardInterrupt:
             typer.secho("interrupted", err=True, fg=typer.colors.RED)
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            _output_gone()
         except Exception as exc:  # noqa: BLE001 - the CLI boundary: everything becomes one clear line
             if _Settings.debug:
                 raise
@@ -60,8 +64,21 @@ def fails_cleanly(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _output_gone() -> None:
+    """The reader of our output went away (`datamix show ... | head`): stop quietly, as Unix tools do, with
+    stdout pointed at /dev/null so the interpreter's final flush cannot fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    raise SystemExit(141)
+
+
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:  # what is still buffered is written here, after the command: a closed pipe is no error either
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _output_gone()
 
 
 from datamix.cli import convert as _convert  # noqa: E402,F401  (registers its commands)
