@@ -1,4 +1,5 @@
-"""The training loop, top to bottom as in nanoGPT's train.py, with a small typed state (RunState); runs alone or under `torchrun` (DDP).
+"""The training loop, top to bottom as in nanoGPT's train.py, with a small typed state (RunState); runs alone
+or under `torchrun` (DDP).
 
 Stage 1 trains the projector, stage 2 the projector and the LLM (model.set_trainable). AdamW, cosine schedule
 with a 3% linear warm-up, gradient accumulation up to the global batch, optional clipping, bf16 autocast where
