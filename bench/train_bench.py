@@ -101,7 +101,8 @@ def _run_setup(setup: str):
 
 
 def datamix_loader(mix: str, setup: str, workers: int):
-    """The trainer's DataLoader for epoch 0 of a fresh run, built as loop.py's _Run.stream + make_loader."""
+    """The trainer's DataLoader for epoch 0 of a fresh run, built as loop.py's training loop builds it
+    (MixStream + make_loader)."""
     import dataclasses
 
     from datamix.train.data import Encoder, MixStream, check_slots, make_loader, mix_shards

@@ -152,3 +152,29 @@ def test_two_process_ddp(mix, tmp_path):
     assert r0["ids_sha256"] != r1["ids_sha256"]  # the ranks trained on different samples
     state = json.loads((out / "checkpoints" / "step-000003" / "state.json").read_text())
     assert len(state["consumed"]) == 2 and all(sum(c) == 2 * 3 for c in state["consumed"])
+
+
+def test_resumed_run_ends_in_the_same_state_as_an_uninterrupted_one(mix, tmp_path):
+    """Killed in the second epoch and resumed with a data worker: the same weights, optimizer moments, data
+    position (state.json, byte for byte) and metrics as a run that was never stopped."""
+    per_epoch = mix_shards(mix)[1] // 4  # full global batches of 4 in one pass (at most)
+    cfg = config("finetune", max_steps=per_epoch + 3, save_every=per_epoch + 1, workers=1, keep_checkpoints=0)
+    quiet = lambda *_: None  # noqa: E731
+    train(cfg, mix, tmp_path / "straight", echo=quiet)
+    train(cfg, mix, tmp_path / "killed", stop_after=per_epoch + 2, echo=quiet)  # last checkpoint in epoch 1
+    state = train(cfg, mix, tmp_path / "killed", resume=True, echo=quiet)
+    assert state["step"] == per_epoch + 3 and state["epoch"] == 1
+    final = f"checkpoints/step-{per_epoch + 3:06d}"
+    a, b = tmp_path / "straight", tmp_path / "killed"
+    assert (a / final / "state.json").read_bytes() == (b / final / "state.json").read_bytes()
+    assert json.loads((a / final / "state.json").read_text())["epoch"] == 1
+    for name, tensor in weights(a).items():
+        assert torch.equal(tensor, weights(b)[name]), name
+    opt_a, opt_b = (torch.load(d / final / "optimizer.pt", weights_only=True) for d in (a, b))
+    assert opt_a["scheduler"] == opt_b["scheduler"]
+    for key, moments in opt_a["optimizer"]["state"].items():
+        for m in ("exp_avg", "exp_avg_sq"):
+            assert torch.equal(moments[m], opt_b["optimizer"]["state"][key][m]), (key, m)
+    rows = [[{k: r[k] for k in ("step", "epoch", "loss", "lr")} for r in map(json.loads, (d / "metrics.jsonl")
+             .read_text().splitlines())] for d in (a, b)]
+    assert rows[0] == rows[1]

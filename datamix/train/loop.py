@@ -1,4 +1,5 @@
-"""The training loop: one function per phase, nanoGPT-style; runs alone or under `torchrun` (DDP).
+"""The training loop, top to bottom as in nanoGPT's train.py, with a small typed state (RunState); runs alone
+or under `torchrun` (DDP).
 
 Stage 1 trains the projector, stage 2 the projector and the LLM (model.set_trainable). AdamW, cosine schedule
 with a 3% linear warm-up, gradient accumulation up to the global batch, optional clipping, bf16 autocast where
@@ -15,6 +16,7 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -117,6 +119,7 @@ def train(cfg: TrainConfig, mix_dir: Path, out_dir: Path, *, resume: bool = Fals
 
 
 def _train(cfg, mix_dir, out_dir, rank, world, device, resume, stop_after, echo) -> dict:
+    # --- setup: shards, config, model, optimizer, where the run starts ---
     shards = mix_shard_counts(mix_dir, verify_hashes=cfg.verify_shards)  # path -> samples
     n_samples = sum(shards.values())
     check_slots(len(shards), world, cfg.workers)  # before anything is written
@@ -132,12 +135,7 @@ def _train(cfg, mix_dir, out_dir, rank, world, device, resume, stop_after, echo)
     total = plan_steps(cfg, mix_dir, n_samples)
     optimizer, scheduler = make_optimizer(cfg, params, total)
     state = start_state(cfg, out_dir, optimizer, scheduler, rank=rank, world=world, resume_from=resume_from)
-    encoder = Encoder(tokenizer, processor, cfg.template, cfg.image_aspect, model.config.image_seq_length,
-                      model.config.image_token_id, cfg.model_max_length)
-    if cfg.resolution == "hd":
-        from datamix.train.hd import hd_encoder
-
-        encoder = hd_encoder(encoder, model.config)
+    encoder = make_encoder(cfg, tokenizer, processor, model.config)
     if rank == 0:
         echo(f"training {cfg.stage} ({cfg.template}, {cfg.image_aspect}) on {n_samples:,} samples in {len(shards)} "
              f"shards: {total} steps x global batch {cfg.global_batch} ({world} proc x micro {cfg.micro_batch} x "
@@ -146,153 +144,188 @@ def _train(cfg, mix_dir, out_dir, rank, world, device, resume, stop_after, echo)
     if world > 1:
         # Text-only batches leave the projector unused in stage 2, hence find_unused_parameters.
         ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-    run = _Run(cfg, ddp, model, optimizer, scheduler, params, encoder, shards, rank, world, device, accum, total,
-               out_dir, echo)
-    run.loop(state, stop_after)
-    if not (stop_after and state["step"] >= stop_after):
-        finish(run, state, out_dir, echo)
-    return state
+
+    # --- the loop: epochs of optimizer steps, a checkpoint every save_every steps and at the end ---
+    seen = Seen()
+    bar = progress_bar(cfg, total, state.step, rank)
+    ddp.train()
+    while state.step < total:
+        stream = MixStream(list(shards), encoder, batch_size=cfg.micro_batch, megabatch=cfg.micro_batch * accum,
+                           epoch=state.epoch, seed=cfg.seed, rank=rank, world_size=world,
+                           skip=list(state.consumed[rank]), shuffle_buffer=cfg.shuffle_buffer,
+                           group_by_modality=cfg.group_by_modality, images_only=cfg.template == "plain",
+                           counts=shards)
+        batches = iter(make_loader(stream, cfg.workers))
+        failure = None  # a damaged shard's message, raised once this epoch's workers are stopped
+        while state.step < total:
+            lr = scheduler.get_last_lr()[0]
+            try:
+                step = accumulate(cfg, ddp, batches, accum=accum, world=world, device=device, seen=seen,
+                                  workers=len(state.consumed[rank]))
+            except DamagedShard as exc:
+                failure = str(exc)
+                break
+            if step is None:  # the epoch ran out of full global batches: drop the incomplete one
+                optimizer.zero_grad(set_to_none=True)
+                break
+            if cfg.clip_grad > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+            for w, n in enumerate(step.taken):
+                state.consumed[rank][w] += n
+            loss = mean_over_ranks(sum(step.losses) / len(step.losses), world)
+            row = step.meter.record(step=state.step, epoch=state.epoch, loss=loss, lr=lr, world_size=world)
+            if (cfg.save_every and state.step % cfg.save_every == 0) or state.step == total:
+                save(cfg, out_dir, model, optimizer, scheduler, state, rank=rank, world=world)
+            if rank == 0:
+                append_metrics(out_dir / "metrics.jsonl", row)
+                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", data_wait=f"{row['data_wait']:.0%}")
+                bar.update(1)
+            if stop_after and state.step >= stop_after:  # as a kill would: no final model
+                bar.close()
+                return state.to_json()
+        del batches  # this epoch's DataLoader workers stop now, before any error leaves with a traceback
+        if failure is not None:
+            raise TrainError(failure)
+        if state.step < total:
+            state.next_epoch()
+    bar.close()
+    finish(model, params, state, seen, out_dir, rank=rank, world=world, echo=echo)
+    return state.to_json()
 
 
 def _quiet(*_) -> None:
     """The echo of ranks other than 0: one warning line per run, not one per process."""
 
 
-def start_state(cfg, out_dir, optimizer, scheduler, *, rank, world, resume_from: Path | None) -> dict:
+@dataclass
+class RunState:
+    """Where a run is, exactly what a checkpoint's state.json holds: optimizer steps done, the epoch, and the
+    micro-batches each rank's data workers have handed out in this epoch (`consumed[rank][worker]`)."""
+
+    step: int
+    epoch: int
+    consumed: list[list[int]]
+
+    def next_epoch(self) -> None:
+        self.epoch += 1
+        self.consumed = [[0] * len(c) for c in self.consumed]
+
+    def to_json(self) -> dict:
+        return {"step": self.step, "epoch": self.epoch, "consumed": [list(c) for c in self.consumed]}
+
+
+@dataclass
+class Seen:
+    """What this process trained on, for summary.json: how many samples, and a digest of their ids in order."""
+
+    samples: int = 0
+    digest: object = field(default_factory=hashlib.sha256)  # a hashlib sha256, updated in training order
+
+    def add(self, sample_ids: list[str]) -> None:
+        for sample_id in sample_ids:
+            self.digest.update(sample_id.encode() + b"\n")
+            self.samples += 1
+
+
+@dataclass
+class Accumulated:
+    """One optimizer step's micro-batches on this process: their losses, which worker gave each, the timings."""
+
+    losses: list[float]
+    taken: list[int]  # micro-batches per data worker
+    meter: StepMeter
+
+
+class DamagedShard(Exception):
+    """The stream reported a damaged shard (data.py yields it as an `error` item)."""
+
+
+def start_state(cfg, out_dir, optimizer, scheduler, *, rank, world, resume_from: Path | None) -> RunState:
     """Step, epoch and batches consumed per rank and worker: zeros, or those of `resume_from` (--resume)."""
     if resume_from is None:
-        return {"step": 0, "epoch": 0, "consumed": [[0] * max(cfg.workers, 1) for _ in range(world)]}
-    state = ckpt.load_training_state(resume_from, optimizer, scheduler)
-    if len(state["consumed"]) != world:
-        raise TrainError(f"--resume: the checkpoint was written by {len(state['consumed'])} process(es); "
+        return RunState(step=0, epoch=0, consumed=[[0] * max(cfg.workers, 1) for _ in range(world)])
+    saved = ckpt.load_training_state(resume_from, optimizer, scheduler)
+    if len(saved["consumed"]) != world:
+        raise TrainError(f"--resume: the checkpoint was written by {len(saved['consumed'])} process(es); "
                          f"resume with the same number ({world} now)")
     if rank == 0:
-        truncate_metrics(out_dir / "metrics.jsonl", state["step"])
-    return state
+        truncate_metrics(out_dir / "metrics.jsonl", saved["step"])
+    return RunState(step=saved["step"], epoch=saved["epoch"], consumed=saved["consumed"])
 
 
-def finish(run, state: dict, out_dir: Path, echo) -> None:
+def make_encoder(cfg: TrainConfig, tokenizer, processor, model_config) -> Encoder:
+    encoder = Encoder(tokenizer, processor, cfg.template, cfg.image_aspect, model_config.image_seq_length,
+                      model_config.image_token_id, cfg.model_max_length)
+    if cfg.resolution == "hd":
+        from datamix.train.hd import hd_encoder
+
+        encoder = hd_encoder(encoder, model_config)
+    return encoder
+
+
+def progress_bar(cfg: TrainConfig, total: int, step: int, rank: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=step, disable=True if rank != 0 else None, desc=cfg.stage, dynamic_ncols=True)
+
+
+def accumulate(cfg, ddp, batches, *, accum: int, world: int, device, seen: Seen,
+               workers: int) -> Accumulated | None:
+    """Forward and backward over `accum` micro-batches; None when the epoch ran out of data on any process."""
+    step = Accumulated(losses=[], taken=[0] * workers, meter=StepMeter())
+    for micro in range(accum):
+        t0 = time.perf_counter()
+        batch = next(batches, None)
+        if batch is not None and "error" in batch:
+            raise DamagedShard(batch["error"])
+        if not all_have_batch(batch is not None, world):
+            return None
+        step.meter.fetched(time.perf_counter() - t0, batch)
+        step.taken[batch.pop("worker")] += 1
+        seen.add(batch.pop("ids"))
+        sync = micro == accum - 1 or world == 1  # DDP all-reduces gradients on the last micro-batch only
+        with (contextlib.nullcontext() if sync else ddp.no_sync()), autocast(cfg, device):
+            loss = ddp(**{k: v.to(device) for k, v in batch.items() if v is not None}).loss
+        (loss / accum).backward()
+        step.losses.append(loss.item())
+    return step
+
+
+def save(cfg, out_dir, model, optimizer, scheduler, state: RunState, *, rank: int, world: int) -> None:
+    if world > 1:  # every rank's data position goes into the one checkpoint
+        gathered = [None] * world
+        dist.all_gather_object(gathered, state.consumed[rank])
+        state.consumed = [list(counts) for counts in gathered]
+    if rank == 0:
+        ckpt.save_checkpoint(out_dir, model, optimizer, scheduler, state.to_json(), keep=cfg.keep_checkpoints)
+    if world > 1:
+        dist.barrier()  # nobody runs ahead (or exits) before the checkpoint is complete
+
+
+def finish(model, params, state: RunState, seen: Seen, out_dir: Path, *, rank: int, world: int, echo) -> None:
     """summary.json (what each process saw, whether their weights agree), the final model, the loss curve."""
-    summary = run.summary(state)
-    if run.rank != 0:
+    summary = run_summary(params, state, seen, rank=rank, world=world)
+    if rank != 0:
         return
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     if not summary["ranks_in_sync"]:
         raise TrainError("the processes ended with different weights (DDP out of sync); see summary.json")
-    run.model.save_pretrained(out_dir, safe_serialization=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
     png = plot_loss(out_dir / "metrics.jsonl", out_dir / "loss.png")
     echo(f"saved the model to {out_dir}" + (f"; loss curve {png}" if png else ""))
 
 
-class _Run:
-    """The state of a run in progress; `loop` is the only entry point."""
-
-    def __init__(self, cfg, ddp, model, optimizer, scheduler, params, encoder, shards, rank, world, device, accum,
-                 total, out_dir, echo):
-        self.cfg, self.ddp, self.model, self.optimizer, self.scheduler = cfg, ddp, model, optimizer, scheduler
-        self.params, self.encoder, self.shards = params, encoder, shards  # shards: path -> samples
-        self.rank, self.world, self.device, self.accum, self.total = rank, world, device, accum, total
-        self.out_dir, self.echo = out_dir, echo
-        self.bar = None
-        self.failure: str | None = None  # the stream's error message, raised once its workers are stopped
-        self.seen, self.n_seen = hashlib.sha256(), 0  # what this process trained on, for summary.json
-
-    def stream(self, epoch: int, skip: list[int]) -> MixStream:
-        cfg = self.cfg
-        return MixStream(list(self.shards), self.encoder, batch_size=cfg.micro_batch,
-                         megabatch=cfg.micro_batch * self.accum, epoch=epoch, seed=cfg.seed, rank=self.rank,
-                         world_size=self.world, skip=skip,
-                         shuffle_buffer=cfg.shuffle_buffer, group_by_modality=cfg.group_by_modality,
-                         images_only=cfg.template == "plain", counts=self.shards)
-
-    def loop(self, state: dict, stop_after: int) -> None:
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=self.total, initial=state["step"], disable=True if self.rank != 0 else None, desc=self.cfg.stage,
-                        dynamic_ncols=True)
-        self.ddp.train()
-        while state["step"] < self.total:
-            mine = state["consumed"][self.rank]
-            batches = iter(make_loader(self.stream(state["epoch"], list(mine)), self.cfg.workers))
-            while state["step"] < self.total and self.step(batches, state, mine):
-                if stop_after and state["step"] >= stop_after:
-                    self.bar.close()
-                    return
-            del batches  # this epoch's DataLoader workers stop now, before any error leaves with a traceback
-            if self.failure is not None:
-                raise TrainError(self.failure)
-            if state["step"] >= self.total:
-                break
-            state["epoch"] += 1
-            state["consumed"] = [[0] * len(mine) for _ in range(self.world)]
-        self.bar.close()
-
-    def step(self, batches, state: dict, mine: list[int]) -> bool:
-        """One optimizer step over `accum` micro-batches; False when the epoch ran out of data."""
-        meter, losses = StepMeter(), []
-        taken = [0] * len(mine)
-        for micro in range(self.accum):
-            t0 = time.perf_counter()
-            batch = next(batches, None)
-            if batch is not None and "error" in batch:  # a damaged shard, reported by the stream (data.py)
-                self.failure = batch["error"]
-                return False
-            if not all_have_batch(batch is not None, self.world):
-                self.optimizer.zero_grad(set_to_none=True)  # drop the incomplete global batch
-                return False
-            meter.fetched(time.perf_counter() - t0, batch)
-            taken[batch.pop("worker")] += 1
-            for sample_id in batch.pop("ids"):
-                self.seen.update(sample_id.encode() + b"\n")
-                self.n_seen += 1
-            sync = micro == self.accum - 1 or self.world == 1
-            with (contextlib.nullcontext() if sync else self.ddp.no_sync()), autocast(self.cfg, self.device):
-                loss = self.ddp(**{k: v.to(self.device) for k, v in batch.items() if v is not None}).loss
-            (loss / self.accum).backward()
-            losses.append(loss.item())
-        if self.cfg.clip_grad > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.clip_grad)
-        lr = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        for w, n in enumerate(taken):
-            mine[w] += n
-        state["step"] += 1
-        self.after_step(state, meter, sum(losses) / len(losses), lr)
-        return True
-
-    def after_step(self, state: dict, meter: StepMeter, loss: float, lr: float) -> None:
-        loss = mean_over_ranks(loss, self.world)
-        row = meter.record(step=state["step"], epoch=state["epoch"], loss=loss, lr=lr, world_size=self.world)
-        due = self.cfg.save_every and state["step"] % self.cfg.save_every == 0
-        if due or state["step"] == self.total:
-            self.save(state)
-        if self.rank == 0:
-            append_metrics(self.out_dir / "metrics.jsonl", row)
-            self.bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", data_wait=f"{row['data_wait']:.0%}")
-            self.bar.update(1)
-
-    def summary(self, state: dict) -> dict:
-        """Per process: samples seen and their digest, and a weight checksum that must agree across processes."""
-        checksum = float(sum(p.detach().double().sum() for p in self.params))
-        mine = {"rank": self.rank, "samples": self.n_seen, "ids_sha256": self.seen.hexdigest(), "weights": checksum}
-        ranks = [mine]
-        if self.world > 1:
-            ranks = [None] * self.world
-            dist.all_gather_object(ranks, mine)
-        return {"steps": state["step"], "epochs_started": state["epoch"] + 1, "world_size": self.world,
-                "ranks": ranks, "ranks_in_sync": len({r["weights"] for r in ranks}) == 1}
-
-    def save(self, state: dict) -> None:
-        if self.world > 1:  # every rank's data position goes into the one checkpoint
-            gathered = [None] * self.world
-            dist.all_gather_object(gathered, state["consumed"][self.rank])
-            for r, counts in enumerate(gathered):
-                state["consumed"][r][:] = counts  # in place: the loop holds this rank's list
-        saved = {**state, "consumed": [list(c) for c in state["consumed"]]}
-        if self.rank == 0:
-            ckpt.save_checkpoint(self.out_dir, self.model, self.optimizer, self.scheduler, saved,
-                                 keep=self.cfg.keep_checkpoints)
-        if self.world > 1:
-            dist.barrier()  # nobody runs ahead (or exits) before the checkpoint is complete
+def run_summary(params, state: RunState, seen: Seen, *, rank: int, world: int) -> dict:
+    """Per process: samples seen and their digest, and a weight checksum that must agree across processes."""
+    checksum = float(sum(p.detach().double().sum() for p in params))
+    mine = {"rank": rank, "samples": seen.samples, "ids_sha256": seen.digest.hexdigest(), "weights": checksum}
+    ranks = [mine]
+    if world > 1:
+        ranks = [None] * world
+        dist.all_gather_object(ranks, mine)
+    return {"steps": state.step, "epochs_started": state.epoch + 1, "world_size": world,
+            "ranks": ranks, "ranks_in_sync": len({r["weights"] for r in ranks}) == 1}
