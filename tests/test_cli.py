@@ -86,7 +86,8 @@ def test_demo_data_refuses_a_non_empty_folder(tmp_path):
 
 
 def test_a_closed_output_pipe_stops_quietly(tmp_path):
-    """`datamix ... | head` closes the pipe early: no traceback and no 'unexpected' error, exit 141 like SIGPIPE."""
+    """`datamix ... | head` closes the pipe early: no traceback and no 'unexpected' error. The exit code is 141
+    (SIGPIPE's) from a datamix command, or 1 where click itself sees the closed pipe first."""
     import subprocess
     import sys
 
@@ -95,5 +96,5 @@ def test_a_closed_output_pipe_stops_quietly(tmp_path):
     proc.stdout.read(10)
     proc.stdout.close()  # the reader goes away before the command has written everything
     stderr = proc.stderr.read().decode()
-    assert proc.wait(timeout=60) in (0, 141)
+    assert proc.wait(timeout=60) in (0, 1, 141)
     assert "Traceback" not in stderr and "unexpected" not in stderr, stderr
