@@ -20,13 +20,12 @@ torch = pytest.importorskip("torch")
 
 from datamix.cli import app
 from datamix.errors import DatamixError
-from datamix.train.config import TinyModelConfig, TrainConfig, TrainError
+from datamix.train.config import TrainConfig, TrainError
 from datamix.train.loop import plan_steps, train
 from datamix.train.model import load_model
+from small_mix import build_demo_mix, tiny_config
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = TinyModelConfig(vit_image_size=32, vit_patch_size=16, vit_hidden=32, vit_layers=2, vit_heads=2, lm_hidden=32,
-                       lm_layers=1, lm_heads=2, lm_vocab_size=400, lm_max_positions=256)
+TINY = tiny_config()
 runner = CliRunner()
 
 
@@ -37,16 +36,7 @@ def quiet(*_) -> None:
 @pytest.fixture(scope="module")
 def mix(tmp_path_factory) -> Path:
     """The demo recipe on 40 generated images, in shards of 12 samples (enough for 2 DataLoader workers)."""
-    from datamix.builder import build
-    from datamix.demo import write_demo_data
-
-    root = tmp_path_factory.mktemp("hardmix")
-    write_demo_data(root / "raw", seed=0, n_images=40)
-    recipe = (REPO / "recipes" / "demo.yaml").read_text().replace("${DATAMIX_DATA:-../demo_out/raw}", str(root / "raw"))
-    recipe = recipe.replace("max_samples: 100", "max_samples: 12").replace("max_reject_ratio: 0.05", "max_reject_ratio: 0.5")
-    (root / "recipe.yaml").write_text(recipe)
-    build(root / "recipe.yaml", root / "mix", echo=quiet)
-    return root / "mix"
+    return build_demo_mix(tmp_path_factory.mktemp("hardmix"), seed=0, n_images=40, max_samples=12)
 
 
 def config(stage: str, **kw) -> TrainConfig:

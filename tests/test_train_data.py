@@ -25,24 +25,15 @@ from datamix.train.data import (
 from datamix.train.setup import tiny_processor
 from datamix.train.template import IGNORE_INDEX, encode
 from datamix.train.tokenizer import train_tokenizer
+from small_mix import build_demo_mix
 
-REPO = Path(__file__).resolve().parents[1]
 ATOL = 1e-6  # the fast path reproduces the processor's arithmetic, so in practice the difference is exactly 0
 
 
 @pytest.fixture(scope="module")
 def mix(tmp_path_factory) -> Path:
     """The demo recipe on 24 generated images (real JPEGs), in shards of 10 samples."""
-    from datamix.builder import build
-    from datamix.demo import write_demo_data
-
-    root = tmp_path_factory.mktemp("datamix")
-    write_demo_data(root / "raw", seed=1, n_images=24)
-    recipe = (REPO / "recipes" / "demo.yaml").read_text().replace("${DATAMIX_DATA:-../demo_out/raw}", str(root / "raw"))
-    recipe = recipe.replace("max_samples: 100", "max_samples: 10").replace("max_reject_ratio: 0.05", "max_reject_ratio: 0.5")
-    (root / "recipe.yaml").write_text(recipe)
-    build(root / "recipe.yaml", root / "mix", echo=lambda *a, **k: None)
-    return root / "mix"
+    return build_demo_mix(tmp_path_factory.mktemp("datamix"), seed=1, n_images=24, max_samples=10)
 
 
 @pytest.fixture(scope="module")

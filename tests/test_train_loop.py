@@ -13,29 +13,20 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from datamix.train.config import TinyModelConfig, TrainConfig, TrainError
+from datamix.train.config import TrainConfig, TrainError
 from datamix.train.data import Encoder, MixStream, check_slots, mix_shards
 from datamix.train.loop import train
 from datamix.train.model import load_model
+from small_mix import build_demo_mix, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = TinyModelConfig(vit_image_size=32, vit_patch_size=16, vit_hidden=32, vit_layers=2, vit_heads=2, lm_hidden=32,
-                       lm_layers=1, lm_heads=2, lm_vocab_size=400, lm_max_positions=256)
+TINY = tiny_config()
 
 
 @pytest.fixture(scope="module")
 def mix(tmp_path_factory) -> Path:
     """The demo recipe on 40 generated images, in shards of 12 samples (enough shards for 2 ranks x 2 workers)."""
-    from datamix.builder import build
-    from datamix.demo import write_demo_data
-
-    root = tmp_path_factory.mktemp("trainmix")
-    write_demo_data(root / "raw", seed=0, n_images=40)
-    recipe = (REPO / "recipes" / "demo.yaml").read_text().replace("${DATAMIX_DATA:-../demo_out/raw}", str(root / "raw"))
-    recipe = recipe.replace("max_samples: 100", "max_samples: 12").replace("max_reject_ratio: 0.05", "max_reject_ratio: 0.5")
-    (root / "recipe.yaml").write_text(recipe)
-    build(root / "recipe.yaml", root / "mix", echo=lambda *a, **k: None)
-    return root / "mix"
+    return build_demo_mix(tmp_path_factory.mktemp("trainmix"), seed=0, n_images=40, max_samples=12)
 
 
 def config(stage: str, **kw) -> TrainConfig:
@@ -140,7 +131,7 @@ def test_two_process_ddp(mix, tmp_path):
               f"train(config('finetune', max_steps=3, global_batch=4, micro_batch=1, workers=2, save_every=3), "
               f"'{mix}', '{out}', echo=lambda *_: None)\n")
     (tmp_path / "job.py").write_text(script)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(tmp_path / "job.py")]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240, check=False)

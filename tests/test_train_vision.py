@@ -17,25 +17,14 @@ from datamix.train.config import TinyModelConfig, TrainConfig, TrainError
 from datamix.train.loop import train
 from datamix.train.model import build_tiny, load_model
 from datamix.train.vision_pretrain import caption, load_vision_init, pretrain_vision
+from small_mix import build_demo_mix, tiny_config
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = TinyModelConfig(vit_image_size=32, vit_patch_size=16, vit_hidden=32, vit_layers=2, vit_heads=2, lm_hidden=32,
-                       lm_layers=1, lm_heads=2, lm_vocab_size=400, lm_max_positions=256)
+TINY = tiny_config()
 
 
 @pytest.fixture(scope="module")
 def mix(tmp_path_factory) -> Path:
-    from datamix.builder import build
-    from datamix.demo import write_demo_data
-
-    root = tmp_path_factory.mktemp("visionmix")
-    write_demo_data(root / "raw", seed=0, n_images=40)
-    recipe = (REPO / "recipes" / "demo.yaml").read_text()
-    recipe = recipe.replace("${DATAMIX_DATA:-../demo_out/raw}", str(root / "raw"))
-    recipe = recipe.replace("max_reject_ratio: 0.05", "max_reject_ratio: 0.5")
-    (root / "recipe.yaml").write_text(recipe)
-    build(root / "recipe.yaml", root / "mix", echo=lambda *a, **k: None)
-    return root / "mix"
+    return build_demo_mix(tmp_path_factory.mktemp("visionmix"), seed=0, n_images=40)
 
 
 @pytest.fixture(scope="module")
