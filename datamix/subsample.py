@@ -42,8 +42,9 @@ def rung_name(parent: str, ratio: float) -> str:
 
 
 def plan_rungs(mix_dir: Path, ratios: list[float], out: Path, *, one: bool = False,
-               verify: bool = True) -> tuple[dict, list[Rung]]:
-    """Decide every rung's samples from the parent's index; `one`: `out` itself is the (single) rung."""
+               verify: bool = True) -> tuple[dict, list[Rung], np.ndarray]:
+    """Decide every rung's samples from the parent's index; `one`: `out` itself is the (single) rung.
+    Also returns the parent's ids in mix order, which the copy checks the shards against."""
     manifest = load_manifest(mix_dir)
     index = read_index(mix_dir, ["id", "source"], manifest=manifest if verify else None)
     if index.num_rows != manifest["samples"]:
@@ -67,7 +68,7 @@ def plan_rungs(mix_dir: Path, ratios: list[float], out: Path, *, one: bool = Fal
         name = rung_name(manifest["name"], ratio)
         folder = out if one else inside(out, name)
         rungs.append(Rung(ratio, name, folder, np.sort(np.concatenate(chosen or [np.zeros(0, np.int64)])), counts))
-    return manifest, rungs
+    return manifest, rungs, ids
 
 
 def _source_order(manifest: dict, present: set[str]) -> list[str]:
@@ -86,17 +87,18 @@ def subsample(mix_dir: str | Path, ratios: list[float], out: str | Path, *, one:
     """
     mix_dir, out = Path(mix_dir), Path(out)
     ratios = _check_ratios(ratios, one)
-    manifest, rungs = plan_rungs(mix_dir, ratios, out, one=one, verify=verify)
+    manifest, rungs, index_ids = plan_rungs(mix_dir, ratios, out, one=one, verify=verify)
     for rung in rungs:
         if os.path.realpath(rung.out) == os.path.realpath(mix_dir):
             raise InputError(f"{rung.out}: the output folder is the parent mix itself; choose another --out")
     with ExitStack() as held:
         for rung in rungs:
             held.enter_context(output_lock(rung.out, f"datamix subsample {manifest['name']}"))
-        return _write_rungs(mix_dir, manifest, rungs, verify)
+        return _write_rungs(mix_dir, manifest, rungs, index_ids, verify)
 
 
-def _write_rungs(mix_dir: Path, manifest: dict, rungs: list[Rung], verify: bool) -> list[dict]:
+def _write_rungs(mix_dir: Path, manifest: dict, rungs: list[Rung], index_ids: np.ndarray,
+                 verify: bool) -> list[dict]:
     for rung in rungs:
         _clear(rung)
     writers = _open(manifest, rungs)
@@ -105,7 +107,6 @@ def _write_rungs(mix_dir: Path, manifest: dict, rungs: list[Rung], verify: bool)
     for i, rung in enumerate(rungs):
         for p in rung.positions.tolist():
             wanted.setdefault(p, []).append(i)
-    index_ids = read_index(mix_dir, ["id"]).column("id").to_pylist()
     try:
         for key, members in iter_members(mix_dir, positions=wanted.keys(), manifest=manifest, verify=verify):
             json_bytes = members.pop("json")
