@@ -1,0 +1,187 @@
+"""`datamix build --engine ray`: byte-identical to a local build, retried tasks, a killed worker, a killed driver.
+
+One local Ray (2 CPUs) serves the module; its workers run tests/ray_faults.py's hook, which injects faults
+only while a flag file is armed. The mix: the demo recipe (rejects, repeats, text-only samples) plus a source
+of two-image samples, cut into shards of 7 samples or 30 KB, so both cut rules happen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+import ray_faults
+from datamix.builder import build
+from datamix.errors import EngineError
+
+ray = pytest.importorskip("ray")  # the extra is installed by `make test`; without it only the message test applies
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+PAIRS = """  - name: pairs
+    parquet: {parquet}
+    image_root: {root}
+    ratio: 1.0
+"""
+
+
+@pytest.fixture(scope="module")
+def faults(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("faults")
+
+
+@pytest.fixture(scope="module")
+def local_ray(faults):
+    """A fresh local Ray for this module: workers import the tests' fault hook, and see $DATAMIX_FAULTS."""
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "DATAMIX_FAULTS")}
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), str(REPO), saved["PYTHONPATH"]) if p)
+    os.environ["DATAMIX_FAULTS"] = str(faults)
+    ray.init(num_cpus=2, runtime_env={"worker_process_setup_hook": "ray_faults.arm"}, logging_level="ERROR")
+    yield
+    ray.shutdown()
+    for key, value in saved.items():
+        os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+
+
+@pytest.fixture(scope="module")
+def mix_recipe(tmp_path_factory) -> Path:
+    from datamix.demo import write_demo_data
+    from datamix.schema import Sample
+    from datamix.table import write_samples
+
+    folder = tmp_path_factory.mktemp("ray-mix")
+    raw = folder / "raw"
+    write_demo_data(raw, seed=3, n_images=60)
+    root = raw / "coco" / "train2017"
+    images = sorted(p.name for p in root.iterdir() if p.suffix == ".jpg")
+    pairs = [Sample(id=f"pairs/{i}", source="pairs", task="conversation", images=[images[i], images[i + 1]],
+                    conversations=[{"from": "human", "value": "<image>\n<image>\nWhich is larger?"},
+                                   {"from": "gpt", "value": "The first." if i % 2 else "The second."}])
+             for i in range(0, 16, 2)]
+    write_samples(folder / "pairs.parquet", pairs)
+    text = (REPO / "recipes" / "demo.yaml").read_text().replace("${DATAMIX_DATA:-../demo_out/raw}", str(raw))
+    text = text.replace("max_reject_ratio: 0.05", "max_reject_ratio: 0.5")
+    text = text.replace("shards: {max_samples: 100, max_bytes: 2MB}", "shards: {max_samples: 7, max_bytes: 30KB}")
+    text = text.replace("sources:\n", "sources:\n" + PAIRS.format(parquet=folder / "pairs.parquet", root=root))
+    (folder / "recipe.yaml").write_text(text)
+    return folder / "recipe.yaml"
+
+
+@pytest.fixture(scope="module")
+def clean(mix_recipe, tmp_path_factory) -> Path:
+    """The local build every Ray build must equal."""
+    out = tmp_path_factory.mktemp("clean") / "mix"
+    build(mix_recipe, out, echo=lambda *a: None)
+    return out
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def ray_build(recipe: Path, out: Path) -> dict:
+    return build(recipe, out, engine="ray", echo=lambda *a: None)
+
+
+def test_the_mix_has_what_must_match(clean):
+    """The fixture exercises every path: rejects, repeats, text-only and two-image samples, both cut rules."""
+    frame = pl.read_parquet(clean / "index.parquet")
+    shards = json.loads((clean / "manifest.json").read_text())["shards"]
+    assert frame.filter(pl.col("images").list.len() == 2).height >= 4  # some demo images are broken on purpose
+    assert frame.filter(pl.col("images").list.len() == 0).height > 0
+    assert frame.filter(pl.col("id").str.ends_with("@1")).height > 0
+    assert (clean / "rejects.jsonl").read_text().count("\n") > 5
+    counts = [s["samples"] for s in shards[:-1]]
+    assert 7 in counts and min(counts) < 7  # cut by count, and by bytes
+
+
+def test_a_ray_build_equals_local_builds_byte_for_byte(local_ray, mix_recipe, clean, tmp_path):
+    manifest = ray_build(mix_recipe, tmp_path / "ray")
+    build(mix_recipe, tmp_path / "local2", workers=2, echo=lambda *a: None)
+    assert files(tmp_path / "ray") == files(clean) == files(tmp_path / "local2")
+    assert len(manifest["shards"]) > 8
+    assert not (tmp_path / "ray" / ".work" / "buckets").exists()
+
+
+def test_a_task_that_fails_once_is_retried_with_identical_output(local_ray, faults, mix_recipe, clean, tmp_path):
+    (faults / ray_faults.FAIL_PACK).touch()
+    ray_build(mix_recipe, tmp_path / "out")
+    assert not (faults / ray_faults.FAIL_PACK).exists()  # it did fail once
+    assert files(tmp_path / "out") == files(clean)
+
+
+def test_a_worker_killed_mid_shard_leaves_no_partial_shard(local_ray, faults, mix_recipe, clean, tmp_path):
+    (faults / ray_faults.KILL_WRITER).touch()
+    ray_build(mix_recipe, tmp_path / "out")
+    killed = (faults / ray_faults.KILLED).read_text()  # the worker writing this shard died with SIGKILL
+    (faults / ray_faults.KILLED).unlink()
+    out = tmp_path / "out"
+    assert files(out) == files(clean) and (out / killed).exists()
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_killed_driver_resumes_to_identical_output(local_ray, mix_recipe, clean, tmp_path):
+    out, slow = tmp_path / "out", tmp_path / "slow"
+    slow.mkdir()
+    (slow / ray_faults.SLOW_WRITES).touch()
+    script = ("import ray, sys; from datamix.builder import build\n"
+              "ray.init(num_cpus=2, runtime_env={'worker_process_setup_hook': 'ray_faults.arm'},\n"
+              "         logging_level='ERROR')\n"
+              "build(sys.argv[1], sys.argv[2], engine='ray', echo=lambda *a: None)\n")
+    env = os.environ | {"DATAMIX_FAULTS": str(slow)}
+    driver = subprocess.Popen([sys.executable, "-c", script, str(mix_recipe), str(out)], env=env,
+                              start_new_session=True, stderr=subprocess.DEVNULL)
+    journal = out / ".work" / "journal.jsonl"
+    try:
+        deadline = time.monotonic() + 60
+        # two shards journaled, and the fourth written while the third is still being written
+        while not (journal.exists() and journal.read_text().count("\n") >= 2
+                   and (out / "demo-mix-000003.tar").exists()):
+            assert driver.poll() is None and time.monotonic() < deadline, "the build ended before it was killed"
+            time.sleep(0.02)
+        driver.send_signal(signal.SIGKILL)  # the driver only: its Ray processes go down with it
+        driver.wait()
+    finally:
+        time.sleep(1)
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)  # whatever of that session is left
+        except ProcessLookupError:
+            pass
+    assert not (out / "manifest.json").exists()
+    journaled = [json.loads(line)["name"] for line in journal.read_text().splitlines()]
+    kept = {name: stamp(out / name) for name in journaled}
+    beyond = {p.name: stamp(p) for p in out.glob("*.tar") if p.name not in kept}
+    assert journaled[:2] == ["demo-mix-000000.tar", "demo-mix-000001.tar"] and "demo-mix-000003.tar" in beyond
+    ray_build(mix_recipe, out)
+    assert files(out) == files(clean)
+    assert {name: stamp(out / name) for name in journaled} == kept  # resumed after the journal's last
+    assert all(stamp(out / name) != before for name, before in beyond.items())  # the rest rewritten
+
+
+def stamp(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    return info.st_ino, info.st_mtime_ns
+
+
+def test_without_ray_installed_the_error_names_the_extra(mix_recipe, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(EngineError, match=r"pip install 'datamix\[ray\]'"):
+        build(mix_recipe, tmp_path / "out", engine="ray")
+
+
+def test_a_cluster_that_does_not_answer_is_one_line(mix_recipe, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "datamix.cli", "build", str(mix_recipe), "--out",
+                             str(tmp_path / "out"), "--engine", "ray", "--address", "127.0.0.1:9"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: no Ray cluster answers at 127.0.0.1:9 (Connection refused); start one with `ray start --head` "
+        "or check --address"]
