@@ -20,7 +20,7 @@ import pytest
 
 import ray_faults
 from datamix.builder import build
-from datamix.errors import EngineError
+from datamix.errors import ConverterError, EngineError
 
 ray = pytest.importorskip("ray")  # the extra is installed by `make test`; without it only the message test applies
 
@@ -103,6 +103,7 @@ def test_the_mix_has_what_must_match(clean):
     assert 7 in counts and min(counts) < 7  # cut by count, and by bytes
 
 
+@pytest.mark.slow
 def test_a_ray_build_equals_local_builds_byte_for_byte(local_ray, mix_recipe, clean, tmp_path):
     manifest = ray_build(mix_recipe, tmp_path / "ray")
     build(mix_recipe, tmp_path / "local2", workers=2, echo=lambda *a: None)
@@ -128,6 +129,7 @@ def test_a_worker_killed_mid_shard_leaves_no_partial_shard(local_ray, faults, mi
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_a_killed_driver_resumes_to_identical_output(local_ray, mix_recipe, clean, tmp_path):
     out, slow = tmp_path / "out", tmp_path / "slow"
     slow.mkdir()
@@ -185,3 +187,27 @@ def test_a_cluster_that_does_not_answer_is_one_line(mix_recipe, tmp_path):
     assert result.stderr.strip().splitlines() == [
         "error: no Ray cluster answers at 127.0.0.1:9 (Connection refused); start one with `ray start --head` "
         "or check --address"]
+
+
+def test_a_path_a_node_cannot_see_is_named_before_any_work(local_ray, tmp_path):
+    from datamix.builder.ray_engine import check_shared_folders
+
+    (tmp_path / "images").mkdir()
+    check_shared_folders(tmp_path, [tmp_path / "images"])  # visible: no error, nothing left behind
+    assert list(tmp_path.iterdir()) == [tmp_path / "images"]
+    with pytest.raises(EngineError, match=r"not visible from every Ray node: .*: .*/gone; the output folder"):
+        check_shared_folders(tmp_path, [tmp_path / "images", tmp_path / "gone"])
+
+
+def test_an_error_raised_in_a_task_is_the_same_one_line_as_locally(local_ray, mix_recipe, tmp_path):
+    raw = mix_recipe.parent / "raw" / "vqav2"
+    (tmp_path / "v2_OpenEnded_mscoco_train2014_questions.json").write_text('{"questions": [')
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: t\nseed: 0\nsources:\n  - name: vqa\n    converter: vqav2\n    inputs: "
+                      f"[{tmp_path / 'v2_OpenEnded_mscoco_train2014_questions.json'}, "
+                      f"{raw / 'v2_mscoco_train2014_annotations.json'}]\n    ratio: 1.0\n")
+    with pytest.raises(ConverterError) as local:
+        build(recipe, tmp_path / "local", echo=lambda *a: None)
+    with pytest.raises(ConverterError) as on_ray:  # the task's own error, not Ray's wrapper with its traceback
+        ray_build(recipe, tmp_path / "ray")
+    assert str(on_ray.value) == str(local.value) and "not valid JSON" in str(local.value)

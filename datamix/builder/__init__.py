@@ -106,8 +106,9 @@ def build(recipe_path: str | Path, out: str | Path, *, workers: int = 1, skip_pl
     sources = active_sources(recipe, skip_planned)
     out = Path(out)
     check_output_folder(recipe, sources, out)
+    reads = [path for s in sources for path in (*s.inputs, s.parquet, s.image_root) if path is not None]
     with output_lock(out, f"datamix build {recipe.path.name}"), \
-            open_engine(engine, workers=workers, address=address, echo=echo) as runner:
+            open_engine(engine, workers=workers, address=address, out=out, reads=reads, echo=echo) as runner:
         return _build_locked(recipe, sources, out, workers, echo, runner)
 
 

@@ -41,8 +41,10 @@ class LocalEngine:
 
 
 @contextmanager
-def open_engine(name: str, *, workers: int, address: str | None, echo=print) -> Iterator[Engine]:
-    """The engine for one build; a Ray started here (no `address`, none running) is shut down at the end."""
+def open_engine(name: str, *, workers: int, address: str | None, out: Path, reads: list[Path],
+                echo=print) -> Iterator[Engine]:
+    """The engine for one build writing into `out` and reading `reads` (inputs, image roots); a Ray started here
+    (no `address`, none running) is shut down at the end."""
     if name not in ENGINES:
         raise InputError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
     if name == "local":
@@ -50,7 +52,7 @@ def open_engine(name: str, *, workers: int, address: str | None, echo=print) -> 
             raise InputError("--address names a Ray cluster: it goes with --engine ray")
         yield LocalEngine()
         return
-    with ray_engine().session(address, workers, echo) as engine:
+    with ray_engine().session(address, workers, out, reads, echo) as engine:
         yield engine
 
 

@@ -18,7 +18,7 @@ block boundaries, which depend on scheduling. Tasks are deterministic, so Ray's 
 worker, a lost object rebuilt from lineage) give the same bytes. A shard is written under a temporary name
 unique to its attempt and renamed when complete: a dead attempt leaves no visible shard, only a `.tmp` that
 the build removes at the end. The output folder must be on a file system every node sees at the same path:
-`check_shared_folder` proves it from each node before any work is sent.
+`check_shared_folders` proves it from each node before any work is sent, with the inputs and image roots.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from datamix.builder.workers import Mapper
 from datamix.builder.write import buckets, input_changed, ordered_lines, ready_sample
-from datamix.errors import BuildError, EngineError
+from datamix.errors import BuildError, DatamixError, EngineError
 from datamix.mixdir import MixWriter
 from datamix.mixdir.shards import ShardRecord, shard_pattern, write_shard
 from datamix.paths import remove_file
@@ -50,7 +50,7 @@ from datamix.progress import progress_bar
 PACK_SAMPLES = 256  # samples per pack task: ~50 ms of work, against ~1 ms to schedule a task
 RETRIES = 3  # Ray's retries of a task whose worker died or that raised a (transient) OSError
 PROBE_TIMEOUT_S = 5.0  # a cluster address that does not accept a connection by then is reported, not waited on
-CHECK_FILE = "engine-check"  # in `.work`: written by the driver, read back on every node
+CHECK_FILE = ".engine-check"  # in the output folder: written by the driver, read back on every node, removed
 
 TASK = {"max_retries": RETRIES, "retry_exceptions": [OSError]}
 
@@ -58,9 +58,10 @@ TASK = {"max_retries": RETRIES, "retry_exceptions": [OSError]}
 # ------------------------------------------------------------------------------------------- the session
 
 @contextmanager
-def session(address: str | None, workers: int, echo=print) -> Iterator[RayEngine]:
+def session(address: str | None, workers: int, out: Path, reads: list[Path], echo=print) -> Iterator[RayEngine]:
     """Attach to the cluster at `address` ("auto", "host:port", "ray://host:port"), or start a local Ray with
-    `workers` CPUs; one already initialised in this process is used as it is. Shut down only if started here."""
+    `workers` CPUs; one already initialised in this process is used as it is. Shut down only if started here.
+    Every node must see the folder `out` (written there) and the paths in `reads` (inputs, image roots)."""
     started = not ray.is_initialized()
     if started:
         context = _connect(address, workers)
@@ -68,6 +69,7 @@ def session(address: str | None, workers: int, echo=print) -> Iterator[RayEngine
         dashboard = getattr(context, "dashboard_url", None)
         echo(f"      engine: {where}" + (f"; dashboard http://{dashboard}" if dashboard else ""))
     try:
+        check_shared_folders(out, reads)
         yield RayEngine(max(1, int(ray.cluster_resources().get("CPU", 1))))
     finally:
         if started:
@@ -110,15 +112,25 @@ def _map_chunk(fn: Callable, items: list) -> list:
 
 
 def in_order(refs: Iterable, window: int) -> Iterator:
-    """ray.get of each ref in submission order, with at most `window` submitted ahead of the one awaited:
+    """The result of each ref in submission order, with at most `window` submitted ahead of the one awaited:
     `refs` is consumed lazily, so memory stays bounded and the results never depend on timing."""
     pending: deque = deque()
     for ref in refs:
         pending.append(ref)
         if len(pending) >= window:
-            yield ray.get(pending.popleft())
+            yield result(pending.popleft())
     while pending:
-        yield ray.get(pending.popleft())
+        yield result(pending.popleft())
+
+
+def result(ref):
+    """ray.get, with a datamix error raised in a task re-raised as itself: one line, as in a local build."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, DatamixError):
+            raise exc.cause from None
+        raise
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:
@@ -165,29 +177,33 @@ def write_shard_task(out_dir: str, name: str, first: int, slices: list[tuple[int
 
 
 @ray.remote(num_cpus=0)
-def _sees(path: str, token: str) -> str | None:
-    """None if this node reads `token` at `path`, else its host name."""
+def _unseen(token_file: str, token: str, reads: list[str]) -> list[str]:
+    """What this node cannot see, each as "host: path": the token the driver wrote, the paths it reads."""
+    host = socket.gethostname()
     try:
-        return None if Path(path).read_text() == token else socket.gethostname()
+        missing = [] if Path(token_file).read_text() == token else [token_file]
     except OSError:
-        return socket.gethostname()
+        missing = [token_file]
+    return [f"{host}: {path}" for path in missing + [p for p in reads if not os.path.exists(p)]]
 
 
-def check_shared_folder(work: Path) -> None:
-    """Every alive node must see the build's folder at the same path, or its shards would land out of sight."""
-    path = work / CHECK_FILE
-    token = secrets.token_hex(8)
-    path.write_text(token)
+def check_shared_folders(out: Path, reads: list[Path]) -> None:
+    """Every alive node must see `out` (a token written here is read back there) and the paths in `reads`,
+    at the same paths: a shard written out of sight, or images missing on one node, would fail far later."""
+    token_file, token = out / CHECK_FILE, secrets.token_hex(8)
+    token_file.write_text(token)
     try:
         nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
-        answers = ray.get([_sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
-                           .remote(str(path.resolve()), token) for node in nodes])
+        args = (str(token_file.resolve()), token, sorted({str(Path(p).resolve()) for p in reads}))
+        unseen = ray.get([_unseen.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+                          .remote(*args) for node in nodes])
     finally:
-        remove_file(work, CHECK_FILE)
-    blind = sorted({host for host in answers if host})
-    if blind:
-        raise EngineError(f"{work.parent}: not visible from Ray node(s) {', '.join(blind)}; --out must be on a "
-                          "file system every node mounts at the same path (NFS, Lustre, ...)")
+        remove_file(out, CHECK_FILE)
+    unseen = sorted({item for items in unseen for item in items})
+    if unseen:
+        more = f" (+{len(unseen) - 3} more)" if len(unseen) > 3 else ""
+        raise EngineError(f"not visible from every Ray node: {'; '.join(unseen[:3])}{more}; the output folder, "
+                          "inputs and image roots must be on a file system every node mounts at the same path")
 
 
 # ------------------------------------------------------------------------------------- the write step
@@ -225,7 +241,6 @@ class RayEngine:
 
     def write_shards(self, bucket_dir: Path, writer: MixWriter, roots: dict[str, str | None], max_pixels: int,
                      pool: Mapper, skip_before: int) -> None:
-        check_shared_folder(bucket_dir.parent)
         packs = deque()
         writes: deque[tuple[_Shard, object]] = deque()
         bar = progress_bar("shards", unit="shard")
@@ -235,7 +250,7 @@ class RayEngine:
             self._submit_packs(packs, chunks, roots, max_pixels, writer.width)
             while packs:
                 records_ref, bytes_ref = packs.popleft()
-                for offset, item in enumerate(ray.get(records_ref)):
+                for offset, item in enumerate(result(records_ref)):
                     if isinstance(item, BuildError):
                         raise item
                     sample, size = item
@@ -273,7 +288,7 @@ class RayEngine:
             shard, ref = writes[0]
             if len(writes) <= keep and not ray.wait([ref], timeout=0)[0]:
                 return
-            record: ShardRecord = ray.get(ref)
+            record: ShardRecord = result(ref)
             if (record.name, record.first, record.samples) != (shard.name, shard.first, shard.samples):
                 raise BuildError(f"{shard.name}: written as {record.name} from {record.first} with {record.samples}"
                                  f" samples, planned from {shard.first} with {shard.samples}")
