@@ -211,3 +211,22 @@ def test_an_error_raised_in_a_task_is_the_same_one_line_as_locally(local_ray, mi
     with pytest.raises(ConverterError) as on_ray:  # the task's own error, not Ray's wrapper with its traceback
         ray_build(recipe, tmp_path / "ray")
     assert str(on_ray.value) == str(local.value) and "not valid JSON" in str(local.value)
+
+
+def test_the_cli_converts_and_builds_on_ray(local_ray, mix_recipe, clean, tmp_path):
+    from typer.testing import CliRunner
+
+    from datamix.cli import app
+
+    raw = mix_recipe.parent / "raw" / "vqav2"
+    runner = CliRunner()
+    outputs = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / engine / "vqav2.parquet"
+        result = runner.invoke(app, ["convert", "vqav2", str(raw), "--out", str(out), "--engine", engine])
+        assert result.exit_code == 0, result.output
+        outputs[engine] = (out.read_bytes(), out.with_name("vqav2.rejects.jsonl").read_bytes())
+    assert outputs["ray"] == outputs["local"]
+    result = runner.invoke(app, ["build", str(mix_recipe), "--out", str(tmp_path / "mix"), "--engine", "ray"])
+    assert result.exit_code == 0, result.output
+    assert files(tmp_path / "mix") == files(clean)
