@@ -102,6 +102,8 @@ def build(recipe_path: str | Path, out: str | Path, *, workers: int = 1, skip_pl
           engine: str = "local", address: str | None = None, echo=print) -> dict:
     """`engine`: "local" or "ray" (builder/engines.py); `address`: the Ray cluster (none: a local Ray of
     `workers` CPUs). The output is the same bytes whatever the engine and the worker count."""
+    if engine == "ray":  # every path a task gets must be absolute: a node has its own working directory
+        recipe_path, out = Path(recipe_path).absolute(), Path(out).absolute()
     recipe = load_recipe(recipe_path)
     sources = active_sources(recipe, skip_planned)
     out = Path(out)
