@@ -78,7 +78,7 @@ def shard_pattern(mix_name: str) -> re.Pattern:
 
     `<name>-backup.tar` or `<name>-v1.tar.gz` beside a mix are the user's, never ours to remove.
     """
-    return re.compile(re.escape(mix_name) + r"-\d{6,}\.tar(\.[0-9a-f]+)?(\.tmp)?")
+    return re.compile(re.escape(mix_name) + r"-\d{6,}\.tar((\.[0-9a-f]+)?\.tmp)?")
 
 
 def written_shards(folder: Path, mix_name: str) -> list[Path]:
