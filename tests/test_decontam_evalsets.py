@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from datamix.decontam.evalsets import EvalSpec, read_eval_set
+from datamix.decontam.evalsets import read_eval_set
+from datamix.decontam.spec import EvalSpec
 from datamix.decontam.keys import Links, image_keys
 from datamix.errors import ConverterError
 

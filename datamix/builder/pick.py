@@ -57,6 +57,11 @@ def row_digest(verdicts: list[VerifiedImage]) -> bytes:
     return hashlib.blake2b(b"".join(v.original_digest for v in verdicts), digest_size=16).digest()
 
 
+def mixed_id(source: str, sample_id: str) -> str:
+    """The id a converted sample has (or would have) in the mix: the recipe's source name, then its own id."""
+    return f"{source}/{sample_id.split('/', 1)[-1]}"
+
+
 def check_row(args: tuple[str | None, list[str], int]) -> tuple[int, int, bytes, int] | str:
     """Worker: (code, ext index, digest, EXIF orientation) for a row's images, or the first reason one is unusable."""
     root, images, max_pixels = args
@@ -74,21 +79,24 @@ def check_row(args: tuple[str | None, list[str], int]) -> tuple[int, int, bytes,
 
 
 def pick_source(name: str, parquet: Path, target: Target, *, seed: int, image_root: Path | None,
-                max_pixels: int, pool: Mapper) -> Picked:
+                max_pixels: int, pool: Mapper, removed: np.ndarray | None = None) -> Picked:
+    """`removed`: rows excluded before ranking (decontamination, dedupe); the others keep their rank order."""
     table = pq.read_table(parquet, columns=["id", "images"])
     ids = table.column("id").to_pylist()
     order = rank_order(seed, name, ids)
+    if removed is not None:
+        order = order[~removed[order]]
     n = len(ids)
-    need = target.distinct(n)
+    need = target.distinct(len(order))
     codes = np.full(n, UNCHECKED, dtype=np.int8)
     exts = np.zeros(n, dtype=np.int8)
-    picked = Picked(name, n, target, np.empty(0, dtype=np.int64), codes, exts,
+    picked = Picked(name, len(order), target, np.empty(0, dtype=np.int64), codes, exts,
                     digests=np.zeros((n, 16), dtype=np.uint8), orientations=np.zeros(n, dtype=np.int8))
     chosen: list[np.ndarray] = []
     got, cursor = 0, 0
     images = table.column("images")
     root = None if image_root is None else str(image_root)
-    while got < need and cursor < n:
+    while got < need and cursor < len(order):
         batch = order[cursor: cursor + max(need - got, BATCH)]
         cursor += len(batch)
         jobs = ((root, images[int(r)].as_py(), max_pixels) for r in batch)
@@ -98,8 +106,8 @@ def pick_source(name: str, parquet: Path, target: Target, *, seed: int, image_ro
                 break  # the rest of the batch was checked ahead of need; it is neither used nor reported
             picked.examined += 1
             if isinstance(verdict, str):
-                mixed_id = f"{name}/{ids[row].split('/', 1)[-1]}"  # the id the sample would have had in the mix
-                picked.rejects.append({"source": name, "id": mixed_id, "stage": "images", "reason": verdict})
+                picked.rejects.append({"source": name, "id": mixed_id(name, ids[row]), "stage": "images",
+                                       "reason": verdict})
             else:
                 codes[row], exts[row], digest, orientation = verdict
                 picked.digests[row] = np.frombuffer(digest, dtype=np.uint8)

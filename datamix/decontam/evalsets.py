@@ -30,12 +30,12 @@ from pathlib import Path
 import msgspec
 
 from datamix.decontam.keys import OPENIMAGES_FILE, TWELVE_DIGITS, coco_key, gqa_key, image_keys
+from datamix.decontam.spec import EvalSpec
 from datamix.errors import ConverterError
 from datamix.jsonio import decode_any, iter_records, read_bytes
 from datamix.ledger import Ledger
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
-REFCOCO_EVAL_SPLITS = ("val", "test", "testA", "testB")
 
 
 @dataclass(frozen=True)
@@ -54,17 +54,6 @@ class EvalSet:
     image_root: Path | None = None
     without_image: int = 0  # records that name no image (counted, not matched)
     files: list[Path] = field(default_factory=list)  # what was read: hashed into the manifest
-
-
-@dataclass(frozen=True)
-class EvalSpec:
-    """An evaluation set as a recipe's `exclude:` or `--against` names it."""
-
-    name: str
-    kind: str
-    path: Path
-    image_root: Path | None = None
-    splits: tuple[str, ...] = REFCOCO_EVAL_SPLITS  # refcoco only
 
 
 class _Items:
