@@ -52,6 +52,27 @@ TRAINING = {
 }
 
 
+CAUGHT = {"llava/s0": ("ids", "pope", "COCO_val2014_000000391895.jpg"),
+          "llava/s2": ("ids", "pope", "COCO_val2014_000000000222.jpg"),
+          "llava/s3": ("ids", "gqa", "2354786"),
+          "llava/s4": ("ids", "textvqa", "011e7e629fb9ae7b"),
+          "llava/s5": ("bytes", "images", "e1.jpg"),
+          "llava/s6": ("pixels", "images", "e2.png"),
+          "llava/s7": ("phash", "images", "e3.jpg")}
+KEPT = {"llava/s1", "llava/s8", "llava/text"}  # a COCO id one off, another picture, a text-only sample
+
+
+def rejects(mix: Path, stage: str = "decontaminate") -> list[dict]:
+    rows = [json.loads(line) for line in (mix / "rejects.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["stage"] == stage]
+
+
+def written_ids(mix: Path) -> set[str]:
+    import pyarrow.parquet as pq
+
+    return set(pq.read_table(mix / "index.parquet", columns=["id"]).column("id").to_pylist())
+
+
 def write_world(root: Path) -> dict[str, Path]:
     """Training images + a LLaVA-format file, and evaluation files of four kinds; returns the paths."""
     train, evals = root / "train", root / "eval"

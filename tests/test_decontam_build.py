@@ -7,20 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from decontam_data import EXCLUDE, recipe, write_world
+from decontam_data import CAUGHT, EXCLUDE, KEPT, recipe, rejects, write_world, written_ids
 from datamix.builder import build
 from datamix.errors import BuildError
 from datamix.verify import verify_mix
-
-CAUGHT = {"llava/s0": ("ids", "pope", "COCO_val2014_000000391895.jpg"),
-          "llava/s2": ("ids", "pope", "COCO_val2014_000000000222.jpg"),
-          "llava/s3": ("ids", "gqa", "2354786"),
-          "llava/s4": ("ids", "textvqa", "011e7e629fb9ae7b"),
-          "llava/s5": ("bytes", "images", "e1.jpg"),
-          "llava/s6": ("pixels", "images", "e2.png"),
-          "llava/s7": ("phash", "images", "e3.jpg")}
-KEPT = {"llava/s1", "llava/s8", "llava/text"}  # a COCO id one off, another picture, a text-only sample
-
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
@@ -31,17 +21,6 @@ def world(tmp_path_factory) -> Path:
 
 def quiet(*args, **kwargs):
     pass
-
-
-def rejects(mix: Path, stage: str = "decontaminate") -> list[dict]:
-    rows = [json.loads(line) for line in (mix / "rejects.jsonl").read_text().splitlines()]
-    return [r for r in rows if r["stage"] == stage]
-
-
-def written_ids(mix: Path) -> set[str]:
-    import pyarrow.parquet as pq
-
-    return set(pq.read_table(mix / "index.parquet", columns=["id"]).column("id").to_pylist())
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from datamix.fingerprints import FINGERPRINT_VERSIONS, Fingerprint, fingerprint_job
+from datamix.fingerprints import FINGERPRINT_VERSIONS, Fingerprint, fingerprint_bytes, fingerprint_job
 from datamix.images import decode_image, read_image_file, resolve_image
 from datamix.paths import Atomic
 
@@ -113,3 +113,8 @@ def file_thumbnail(root: Path | None, relative: str | None, max_pixels: int) -> 
     if root is None or relative is None:
         return None
     return thumbnail(read_image_file(root, relative), relative, max_pixels)
+
+
+def bytes_job(args: tuple[bytes, str, int]) -> Fingerprint | str:
+    """Picklable form for `Mapper.imap` over image bytes already read (a mix's tar members)."""
+    return fingerprint_bytes(*args)

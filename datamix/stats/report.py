@@ -45,14 +45,20 @@ def chart_pngs(stats: dict, other: dict | None = None) -> dict[str, bytes]:
 
 
 def write_report(out_dir: str | Path, stats: dict, comparison: dict | None = None, other: dict | None = None,
-                 against: dict | None = None) -> Path:
-    """Write DIR/index.html (self-contained), DIR/*.png and DIR/stats.json; return the page's path."""
+                 against: dict | None = None, decontamination: dict | None = None) -> Path:
+    """Write DIR/index.html (self-contained), DIR/*.png and DIR/stats.json; return the page's path.
+    `decontamination`: a mix's decontamination.json, shown as counts and example pairs."""
     intro = (f"{stats['samples']:,} samples ({html.escape(stats['kind'])}); lengths in "
              f"{html.escape(stats['length_unit'])}{' (' + html.escape(stats['tokenizer']) + ')' if stats['tokenizer'] else ''}."
              f" {html.escape(overlap_note(stats))}")
     tables = stats_tables(stats) + [compare_table(c) for c in (comparison, against) if c is not None]
+    extra = ""
+    if decontamination is not None:
+        from datamix.decontam.report import section_html
+
+        extra = section_html(decontamination)
     return write_page(out_dir, f"datamix stats: {stats['name']}", intro, chart_pngs(stats, other), tables,
-                      "stats.json", stats)
+                      "stats.json", stats, extra_html=extra)
 
 
 def write_audit_report(out_dir: str | Path, result: dict) -> Path:
@@ -74,7 +80,7 @@ def write_audit_report(out_dir: str | Path, result: dict) -> Path:
 
 
 def write_page(out_dir: str | Path, title: str, intro_html: str, pngs: dict[str, bytes], tables: list[Table],
-               json_name: str, data: dict) -> Path:
+               json_name: str, data: dict, extra_html: str = "") -> Path:
     """DIR/index.html (charts embedded as data URIs, then the tables), DIR/*.png and DIR/<json_name>."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,6 +91,7 @@ def write_page(out_dir: str | Path, title: str, intro_html: str, pngs: dict[str,
         uri = "data:image/png;base64," + base64.b64encode(png).decode()
         parts.append(f'<img alt="{name[:-4]}" src="{uri}">')
     parts += [html_table(t) for t in tables]
+    parts.append(extra_html)  # a section with its own markup (the decontamination pairs)
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
             f"</title><style>{STYLE}</style>{SCRIPT}</head><body>{''.join(parts)}</body></html>")
     (out / "index.html").write_text(page, encoding="utf-8")
