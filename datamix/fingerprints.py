@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from itertools import combinations
+from math import comb
 from pathlib import Path
 
 import numpy as np
@@ -123,22 +124,15 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class PhashIndex:
     """Exact radius search over 64-bit hashes: every (query, reference) pair within `max_distance` bits."""
 
-    QUERY_CHUNK = 1 << 15  # queries per step: bounds the candidate arrays
+    QUERY_CHUNK = 1 << 14  # queries per step: bounds the candidate arrays
 
     def __init__(self, hashes: np.ndarray, max_distance: int):
         if not 0 <= max_distance < PHASH_BITS:
             raise ValueError(f"max_distance must be between 0 and {PHASH_BITS - 1}, not {max_distance}")
         self.hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
         self.max_distance = max_distance
-        bands = min(max_distance + 1, 8)  # 8 bits a band at least: narrower bands match nearly everything
-        self.radius = max_distance // bands  # some band differs in at most this many bits
-        edges = np.linspace(0, PHASH_BITS, bands + 1).round().astype(int)
-        self.bands = [(int(lo), int(hi - lo)) for lo, hi in zip(edges[:-1], edges[1:])]
-        self._sorted = []  # per band: (reference order by band value, the sorted band values)
-        for shift, width in self.bands:
-            values = _band(self.hashes, shift, width)
-            order = np.argsort(values, kind="stable")
-            self._sorted.append((order, values[order]))
+        self.bands, self.radius = best_bands(max_distance, len(self.hashes))
+        self._tables = [_BandTable(_band(self.hashes, shift, width), width) for shift, width in self.bands]
         self._flips = [_flip_masks(width, self.radius) for _, width in self.bands]
 
     def pairs(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -146,26 +140,73 @@ class PhashIndex:
         queries = np.ascontiguousarray(queries, dtype=np.uint64)
         parts = [self._pairs_of_chunk(queries[i:i + self.QUERY_CHUNK], i)
                  for i in range(0, len(queries), self.QUERY_CHUNK)]
-        if not parts:
+        if not parts or self.hashes.size == 0:
             return _empty_pairs()
         q, r, d = (np.concatenate(column) for column in zip(*parts))
         order = np.lexsort((r, d, q))
         return q[order], r[order], d[order]
 
     def _pairs_of_chunk(self, queries: np.ndarray, offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        found = []
-        for (shift, width), (order, values), flips in zip(self.bands, self._sorted, self._flips):
+        found_q, found_r = [], []
+        for (shift, width), table, flips in zip(self.bands, self._tables, self._flips):
             band = _band(queries, shift, width)
             for flip in flips:
-                q, positions = _equal_ranges(values, band ^ flip)
-                found.append(q * np.int64(len(self.hashes)) + order[positions])
-        if not found or self.hashes.size == 0:
+                q, r = table.lookup(band ^ flip)
+                close = hamming(queries[q], self.hashes[r]) <= self.max_distance  # few survive: filter first
+                found_q.append(q[close])
+                found_r.append(r[close])
+        if not found_q:
             return _empty_pairs()
-        keys = np.unique(np.concatenate(found))
+        # A pair close in several bands was found once per band: keep it once.
+        keys = np.unique(np.concatenate(found_q) * np.int64(len(self.hashes)) + np.concatenate(found_r))
         q, r = keys // len(self.hashes), keys % len(self.hashes)
-        d = hamming(queries[q], self.hashes[r]).astype(np.int64)
-        keep = d <= self.max_distance
-        return q[keep] + offset, r[keep], d[keep]
+        return q + offset, r, hamming(queries[q], self.hashes[r]).astype(np.int64)
+
+
+def best_bands(max_distance: int, references: int) -> tuple[list[tuple[int, int]], int]:
+    """(shift, width) of each band and the per-band radius, for the cheapest exact search.
+
+    With m bands, a pair within d bits is within d // m bits in some band. A query then looks up
+    C(width, <= radius) band values per band and compares about references / 2**width hashes per value;
+    the m that minimises lookups + comparisons wins (e.g. d=4: 5 bands of 13 bits, radius 0;
+    d=8 against 50K: 5 bands, radius 1).
+    """
+    def cost(m: int) -> float:
+        width, radius = PHASH_BITS // m, max_distance // m
+        lookups = m * sum(comb(width, k) for k in range(radius + 1))
+        return lookups * (1 + references / 2 ** width)
+
+    m = min(range(1, min(max_distance + 1, 16) + 1), key=lambda k: (cost(k), k))
+    edges = np.linspace(0, PHASH_BITS, m + 1).round().astype(int)
+    return [(int(lo), int(hi - lo)) for lo, hi in zip(edges[:-1], edges[1:])], max_distance // m
+
+
+class _BandTable:
+    """The references grouped by one band's value: a direct-address table (CSR) for narrow bands, sorted
+    values and binary search for wide ones."""
+
+    DIRECT_MAX_WIDTH = 22  # 4M offsets at most (16 MiB)
+
+    def __init__(self, values: np.ndarray, width: int):
+        self.order = np.argsort(values, kind="stable")
+        self.direct = width <= self.DIRECT_MAX_WIDTH
+        if self.direct:
+            self.offsets = np.zeros((1 << width) + 1, dtype=np.int64)
+            np.cumsum(np.bincount(values, minlength=1 << width), out=self.offsets[1:])
+        else:
+            self.values = values[self.order]
+
+    def lookup(self, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(index into `wanted`, reference row) of every reference whose band value is wanted."""
+        if self.direct:
+            lo, hi = self.offsets[wanted], self.offsets[wanted + 1]
+        else:
+            lo = np.searchsorted(self.values, wanted, side="left")
+            hi = np.searchsorted(self.values, wanted, side="right")
+        counts = hi - lo
+        which = np.repeat(np.arange(len(wanted), dtype=np.int64), counts)
+        starts = np.repeat(lo - (np.cumsum(counts) - counts), counts)
+        return which, self.order[np.arange(len(which), dtype=np.int64) + starts]
 
 
 def _band(hashes: np.ndarray, shift: int, width: int) -> np.ndarray:
@@ -176,17 +217,6 @@ def _flip_masks(width: int, radius: int) -> np.ndarray:
     """Every value with at most `radius` of `width` bits set: XOR-ed onto a band, its neighbours."""
     masks = [sum(1 << b for b in bits) for k in range(radius + 1) for bits in combinations(range(width), k)]
     return np.asarray(masks, dtype=np.int64)
-
-
-def _equal_ranges(sorted_values: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(index into `wanted`, position in `sorted_values`) of every equal pair."""
-    lo = np.searchsorted(sorted_values, wanted, side="left")
-    hi = np.searchsorted(sorted_values, wanted, side="right")
-    counts = hi - lo
-    total = int(counts.sum())
-    which = np.repeat(np.arange(len(wanted), dtype=np.int64), counts)
-    starts = np.repeat(lo - (np.cumsum(counts) - counts), counts)
-    return which, np.arange(total, dtype=np.int64) + starts
 
 
 def _empty_pairs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

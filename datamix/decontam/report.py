@@ -12,10 +12,7 @@ import json
 from pathlib import Path
 
 from datamix.mixdir import DECONTAMINATION
-
-STYLE = """.pairs td{vertical-align:top;text-align:left}.pairs img{max-width:160px;max-height:160px;margin:0}
-.pairs .name{font-size:12px;color:#444;max-width:180px;overflow-wrap:anywhere}"""
-
+from datamix.stats.report import pairs_html
 
 def load_decontamination(target: Path) -> dict | None:
     """A mix folder's decontamination.json, or None (no samples were removed by exclude / dedupe)."""
@@ -42,22 +39,20 @@ def section_html(record: dict) -> str:
                      f"{dedupe['conversations']}): "
                      f"{html.escape('; '.join(f'{k} {v}' for k, v in removed.items()) or 'nothing removed')}.</p>")
     if record.get("examples"):
-        parts.append("<h3>Example pairs</h3><table class='pairs'><tr><th>training sample</th><th>matched</th>"
-                     "<th>tier</th><th>distance</th></tr>" + "".join(_pair(p) for p in record["examples"]) + "</table>")
-    return f"<style>{STYLE}</style>" + "".join(parts)
+        parts.append(pairs_html("Example pairs: the removed sample (left) beside what it matched",
+                                [_pair(p) for p in record["examples"]]))
+    return "".join(parts)
 
 
 def _tally(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in counts.items())
 
 
-def _pair(pair: dict) -> str:
-    return (f"<tr><td>{_image(pair['sample'])}</td><td>{_image(pair['match'])}</td>"
-            f"<td>{html.escape(pair['tier'])}</td><td>{pair['distance']}</td></tr>")
+def _pair(pair: dict) -> dict:
+    """One removal in the shape of `stats.report.pairs_html`."""
+    def side(s: dict) -> dict:
+        return {"uri": s.get("thumbnail"), "caption": s["name"]}
 
-
-def _image(side: dict) -> str:
-    thumbnail = side.get("thumbnail")
-    picture = (f'<img alt="{html.escape(side["name"])}" src="{html.escape(thumbnail)}">' if thumbnail
-               else "<em>(no image)</em>")
-    return f"{picture}<div class='name'>{html.escape(side['name'])}</div>"
+    where = "dedupe" if pair["stage"] == "dedupe" else pair["group"]
+    return {"label": f"{where}: {pair['tier']}, distance {pair['distance']}", "left": side(pair["sample"]),
+            "right": side(pair["match"])}
