@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 
 from datamix.errors import DatamixError
 from datamix.lock import LOCK_NAME
-from datamix.mixdir import INDEX, MANIFEST, OPTIONAL_FILES, RECORDED_FILES, SEAL, WORK, load_manifest, manifest_digest, selection_digest
+from datamix.mixdir import (INDEX, MANIFEST, OPTIONAL_FILES, RECORDED_FILES, SEAL, WORK, load_manifest,
+                            manifest_digest, selection_digest)
 from datamix.mixdir.shards import HashingReader, sha256_file, shard_pattern
 
 

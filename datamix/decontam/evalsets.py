@@ -3,17 +3,22 @@
 One reader per kind; each returns the set's distinct images in file order (`EvalItem`: how the set names
 the image, its path under the set's image folder for the byte/pixel/pHash tiers, its id keys):
 
-| kind      | file (provenance)                                                          | image, key                        |
-|-----------|----------------------------------------------------------------------------|-----------------------------------|
-| `vqav2`   | `v2_OpenEnded_mscoco_{val2014,test-dev2015,test2015}_questions.json` (visualqa.org) | `questions[].image_id` in the split of `data_subtype` (test-dev2015 images are test2015 images) |
-| `gqa`     | `testdev_balanced_questions.json` (GQA questions1.2.zip): {qid: {imageId, ...}} | `<imageId>.jpg`; VG id, or GQA-only `n...` |
-| `textvqa` | `TextVQA_0.5.1_val.json` (textvqa.org): {"data": [{"image_id": <16 hex>}]}  | `<image_id>.jpg`; OpenImages id  |
-| `pope`    | `coco_pope_{random,popular,adversarial}.json` (POPE repo `output/coco`): JSON Lines `{"image": "COCO_val2014_%012d.jpg"}` | the name; COCO id |
-| `mme`     | LLaVA's `llava_mme.jsonl` (`{"image": "existence/000000006040.jpg"}`) or the MME release folder | COCO-derived categories name COCO 2017 images by 12-digit id |
-| `refcoco` | `refs(unc|google|umd).p` (lichengunc/refer), the refs of `splits` (default val, test, testA, testB) | `train2014/COCO_train2014_%012d.jpg`; COCO id |
-| `llava`   | any LLaVA-format JSON list or JSON Lines (`[{"image": ...}]`)               | `image` as given                  |
-| `list`    | a text file, one image path per line (UTF-8, BOM and Windows line ends accepted; blank lines and `#` comments skipped) | the line |
-| `folder`  | every image file under a folder                                             | the path inside it               |
+- `vqav2`: `v2_OpenEnded_mscoco_{val2014,test-dev2015,test2015}_questions.json` (visualqa.org). Images are
+  `questions[].image_id` in the split of `data_subtype`; test-dev2015 images are test2015 images.
+- `gqa`: `testdev_balanced_questions.json` (GQA questions1.2.zip), {qid: {"imageId": ...}}. `<imageId>.jpg`, a VG
+  id or a GQA-only `n...` id.
+- `textvqa`: `TextVQA_0.5.1_val.json` (textvqa.org), {"data": [{"image_id": <16 hex>}]}. `<image_id>.jpg`, an
+  OpenImages id.
+- `pope`: `coco_pope_{random,popular,adversarial}.json` (the POPE repo's `output/coco`), JSON Lines
+  `{"question_id", "image": "COCO_val2014_%012d.jpg", "text", "label"}`.
+- `mme`: LLaVA's `llava_mme.jsonl` (`{"image": "existence/000000006040.jpg"}`) or the MME release folder; its
+  COCO-derived categories name COCO 2017 images by their 12-digit id.
+- `refcoco`: `refs(unc|google|umd).p` (lichengunc/refer), the refs of `splits` (default val, test, testA, testB).
+  `train2014/COCO_train2014_%012d.jpg` (refs `file_name` adds the annotation id, `..._16.jpg`).
+- `llava`: any LLaVA-format JSON list or JSON Lines (`[{"image": ...}]`), `image` as given.
+- `list`: a text file, one image path per line (UTF-8; BOM and Windows line ends accepted, blank lines and `#`
+  comments skipped).
+- `folder`: every image file under a folder (its own image root).
 
 The official readers of the converters are reused (VQAv2 and GQA question files, the refs pickle through the
 restricted unpickler, LLaVA records). A file that is not of its kind is one `ConverterError` line naming it.

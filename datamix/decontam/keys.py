@@ -4,7 +4,7 @@ A key is `<pool>:<id>`. The pools (the shared image pools of the LLaVA-1.5 sourc
 
 | key                  | from                                                                      |
 |----------------------|---------------------------------------------------------------------------|
-| `coco:391895`        | `COCO_train2014_000000391895.jpg`, `COCO_val2014_...`, `train2017/000000391895.jpg`, `val2017/...` |
+| `coco:391895`        | `COCO_train2014_000000391895.jpg`, `COCO_val2014_...`, `train2017/000000391895.jpg` |
 | `coco-test:1`        | `COCO_test2015_000000000001.jpg`, `test2015/...`, `test2017/...`           |
 | `vg:2354786`         | `VG_100K/2354786.jpg`, `VG_100K_2/...`, GQA `images/2354786.jpg` (GQA images are VG images) |
 | `gqa:n161313`        | GQA-only images (`n...` ids)                                               |

@@ -28,7 +28,8 @@ def section_html(record: dict) -> str:
             else ""
         parts.append(f"<p>Tiers: {html.escape(', '.join(decon['tiers']))}{phash}.</p>")
         rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{html.escape(s['kind'])}</td><td>{s['images']:,}</td>"
-                       f"<td>{sum(s['removed'].values()):,}</td><td>{html.escape(_tally(s['removed_by_tier']))}</td></tr>"
+                       f"<td>{sum(s['removed'].values()):,}</td>"
+                       f"<td>{html.escape(_tally(s['removed_by_tier']))}</td></tr>"
                        for name, s in decon["eval_sets"].items())
         parts.append("<table><tr><th>evaluation set</th><th>kind</th><th>images</th><th>samples removed</th>"
                      f"<th>by tier</th></tr>{rows}</table>")
