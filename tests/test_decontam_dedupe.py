@@ -41,10 +41,11 @@ def world(tmp_path_factory) -> Path:
     return root
 
 
-def dedupe_recipe(root: Path, dedupe: str, name: str = "r.yaml") -> Path:
+def dedupe_recipe(root: Path, dedupe: str | None, name: str = "r.yaml") -> Path:
     sources = "".join(f"  - name: {s}\n    converter: llava\n    inputs: [ROOT/{s}.json]\n    image_root: ROOT/{s}\n"
                       f"    ratio: 1.0\n" for s in ("a", "b"))
-    return write(root / name, f"name: d\nseed: 11\nsources:\n{sources}dedupe: {dedupe}\n".replace("ROOT", str(root)))
+    section = f"dedupe: {dedupe}\n" if dedupe else ""
+    return write(root / name, f"name: d\nseed: 11\nsources:\n{sources}{section}".replace("ROOT", str(root)))
 
 
 def dropped(mix: Path) -> dict[str, tuple[str, str]]:
@@ -86,3 +87,20 @@ def test_dedupe_section_is_validated(world):
     text = str(caught.value)
     assert "images must be one of bytes, pixels, phash" in text and "phash must be false or a Hamming" in text
     assert "conversations must be true or false" in text and "unknown key 'image'; did you mean 'images'?" in text
+
+
+def test_decontaminate_applies_a_recipes_dedupe_to_a_finished_mix(world, tmp_path):
+    from typer.testing import CliRunner
+
+    from datamix.cli import app
+    from datamix.verify import verify_mix
+
+    build(dedupe_recipe(world, None, "plain.yaml"), tmp_path / "mix", echo=lambda *a: None)
+    result = CliRunner().invoke(app, ["decontaminate", str(tmp_path / "mix"), "--against",
+                                      str(dedupe_recipe(world, "{images: bytes, conversations: true}", "d.yaml")),
+                                      "--out", str(tmp_path / "clean")])
+    assert result.exit_code == 0, result.output
+    got = dropped(tmp_path / "clean")
+    assert len(got) == 3 and {"b/b1", "b/t3"} <= set(got) and len(set(got) & {"a/t1", "a/t2"}) == 1
+    assert got["b/b1"][0] == "bytes" and got["b/t3"][0] == "conversation"
+    assert verify_mix(tmp_path / "clean").ok

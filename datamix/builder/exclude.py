@@ -51,7 +51,8 @@ class Exclusion:
 def exclude_rows(recipe: Recipe, prepared: list[PreparedSource], work: Path, pool: Mapper) -> Exclusion:
     if recipe.exclude is None and recipe.dedupe is None:
         return Exclusion()
-    sources = [_source_rows(recipe.seed, p) for p in prepared]
+    conversations = recipe.dedupe is not None and recipe.dedupe.conversations
+    sources = [_source_rows(recipe.seed, p, conversations) for p in prepared]
     links = Links.read(recipe.exclude.links) if recipe.exclude is not None else Links()
     eval_sets = [read_eval_set(spec) for spec in recipe.exclude.sets] if recipe.exclude is not None else []
     fingerprint_eval = recipe.exclude is not None and recipe.exclude.tiers.fingerprints
@@ -81,16 +82,23 @@ def exclude_rows(recipe: Recipe, prepared: list[PreparedSource], work: Path, poo
     return _exclusion(prepared, decision)
 
 
-def _source_rows(seed: int, source: PreparedSource) -> SourceRows:
-    columns = ["id", "source", "images", "conversations"]
-    table = pq.read_table(source.parquet, columns=columns)
+def _source_rows(seed: int, source: PreparedSource, conversations: bool) -> SourceRows:
+    table = pq.read_table(source.parquet, columns=["id", "source", "images"])
     ids = table.column("id").to_pylist()
     converters = set(table.column("source").unique().to_pylist())
     converter = source.spec.converter or (converters.pop() if len(converters) == 1 else None)
     return SourceRows(name=source.name, converter=converter, labels=[mixed_id(source.name, i) for i in ids],
                       images=[list(x or []) for x in table.column("images").to_pylist()],
                       rank=rank_order(seed, source.name, ids),
-                      conversations=conversation_hashes(table.column("conversations")).to_numpy())
+                      conversations=stored_conversation_hashes(source.parquet) if conversations else None)
+
+
+def stored_conversation_hashes(path: Path) -> np.ndarray:
+    """The `conversation_hash` column a converted file (or a mix index) holds, else computed from the turns."""
+    names = pq.read_schema(path).names
+    if "conversation_hash" in names:
+        return pq.read_table(path, columns=["conversation_hash"]).column(0).to_numpy()
+    return conversation_hashes(pq.read_table(path, columns=["conversations"]).column(0)).to_numpy()
 
 
 def _exclusion(prepared: list[PreparedSource], decision: Decision) -> Exclusion:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datamix.builder.exclude import stored_conversation_hashes
 from datamix.builder.workers import mapper
 from datamix.decontam.decide import SourceRows, decide
 from datamix.decontam.evalsets import KINDS, read_eval_set
@@ -20,11 +21,10 @@ from datamix.decontam.keys import Links
 from datamix.decontam.prints import bytes_job, file_fingerprints
 from datamix.decontam.spec import DedupeSpec, EvalSpec, ExcludeSpec, Tiers
 from datamix.errors import InputError
-from datamix.mixdir import iter_samples, load_manifest, read_index
+from datamix.mixdir import INDEX, iter_samples, load_manifest, read_index
 from datamix.mixdir.shards import sha256_file
 from datamix.paths import is_safe_name
 from datamix.recipe import DEFAULT_MAX_PIXELS, load_recipe
-from datamix.sample_numbers import conversation_hashes
 from datamix.selection import rank_order
 from datamix.subsample import Rung, write_rungs
 
@@ -71,17 +71,18 @@ def decontaminate(mix_dir: str | Path, out: str | Path, *, exclude: ExcludeSpec 
     if exclude is None and dedupe is None:
         raise InputError("nothing to remove against: give --against with evaluation sets or a recipe")
     manifest = load_manifest(mix_dir)
-    index = read_index(mix_dir, ["id", "source", "images", "conversations"], manifest=manifest if verify else None)
+    index = read_index(mix_dir, ["id", "source", "images"], manifest=manifest if verify else None)
     ids = np.asarray(index.column("id").to_pylist(), dtype=object)
     by_row = np.asarray(index.column("source").to_pylist(), dtype=object)
     images = [list(x or []) for x in index.column("images").to_pylist()]
-    hashes = conversation_hashes(index.column("conversations")).to_numpy()
+    hashes = stored_conversation_hashes(mix_dir / INDEX) if dedupe is not None and dedupe.conversations else None
     converters = {s["name"]: s.get("converter") for s in manifest.get("recipe", {}).get("sources", [])}
     names = [s for s in manifest["sources"] if s in set(by_row.tolist())] + sorted(set(by_row.tolist())
                                                                                   - set(manifest["sources"]))
     positions = [np.flatnonzero(by_row == s) for s in names]
     sources = [SourceRows(name=s, converter=converters.get(s), labels=ids[p].tolist(), images=[images[i] for i in p],
-                          rank=rank_order(manifest["seed"], s, ids[p].tolist()), conversations=hashes[p])
+                          rank=rank_order(manifest["seed"], s, ids[p].tolist()),
+                          conversations=None if hashes is None else hashes[p])
                for s, p in zip(names, positions)]
     with mapper(workers) as pool:
         eval_sets = [read_eval_set(spec) for spec in exclude.sets] if exclude is not None else []
