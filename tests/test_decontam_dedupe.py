@@ -10,7 +10,6 @@ import pytest
 
 from decontam_data import conversation, encode, photo, write
 from datamix.builder import build
-from datamix.builder.pick import mixed_id
 from datamix.recipe import load_recipe
 from datamix.selection import rank_order
 
@@ -56,7 +55,7 @@ def dropped(mix: Path) -> dict[str, tuple[str, str]]:
 def first_of(ids: list[str]) -> tuple[str, str]:
     """(kept, dropped) of two ids of source a, by the seeded rank."""
     order = rank_order(11, "a", [f"llava/{i}" for i in ids])
-    return mixed_id("a", ids[order[0]]), mixed_id("a", ids[order[1]])
+    return f"a/{ids[order[0]]}", f"a/{ids[order[1]]}"
 
 
 def test_exact_copies_under_another_path_and_repeated_conversations_go(world, tmp_path):

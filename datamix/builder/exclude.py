@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from datamix.builder.pick import mixed_id
 from datamix.builder.prepare import PreparedSource
 from datamix.builder.workers import Mapper
+from datamix.builder.write import mix_id
 from datamix.decontam.decide import Decision, SourceRows, decide
 from datamix.decontam.evalsets import read_eval_set
 from datamix.decontam.keys import Links
@@ -85,9 +85,11 @@ def exclude_rows(recipe: Recipe, prepared: list[PreparedSource], work: Path, poo
 def _source_rows(seed: int, source: PreparedSource, conversations: bool) -> SourceRows:
     table = pq.read_table(source.parquet, columns=["id", "source", "images"])
     ids = table.column("id").to_pylist()
-    converters = set(table.column("source").unique().to_pylist())
+    row_converters = table.column("source").to_pylist()
+    converters = set(row_converters)
     converter = source.spec.converter or (converters.pop() if len(converters) == 1 else None)
-    return SourceRows(name=source.name, converter=converter, labels=[mixed_id(source.name, i) for i in ids],
+    labels = [mix_id(i, c, source.name, 0) for i, c in zip(ids, row_converters)]  # the ids the mix gives them
+    return SourceRows(name=source.name, converter=converter, labels=labels,
                       images=[list(x or []) for x in table.column("images").to_pylist()],
                       rank=rank_order(seed, source.name, ids),
                       conversations=stored_conversation_hashes(source.parquet) if conversations else None)

@@ -57,11 +57,6 @@ def row_digest(verdicts: list[VerifiedImage]) -> bytes:
     return hashlib.blake2b(b"".join(v.original_digest for v in verdicts), digest_size=16).digest()
 
 
-def mixed_id(source: str, sample_id: str) -> str:
-    """The id a converted sample has (or would have) in the mix: the recipe's source name, then its own id."""
-    return f"{source}/{sample_id.split('/', 1)[-1]}"
-
-
 def check_row(args: tuple[str | None, list[str], int]) -> tuple[int, int, bytes, int] | str:
     """Worker: (code, ext index, digest, EXIF orientation) for a row's images, or the first reason one is unusable."""
     root, images, max_pixels = args
@@ -106,8 +101,8 @@ def pick_source(name: str, parquet: Path, target: Target, *, seed: int, image_ro
                 break  # the rest of the batch was checked ahead of need; it is neither used nor reported
             picked.examined += 1
             if isinstance(verdict, str):
-                picked.rejects.append({"source": name, "id": mixed_id(name, ids[row]), "stage": "images",
-                                       "reason": verdict})
+                mixed_id = f"{name}/{ids[row].split('/', 1)[-1]}"  # the id the sample would have had in the mix
+                picked.rejects.append({"source": name, "id": mixed_id, "stage": "images", "reason": verdict})
             else:
                 codes[row], exts[row], digest, orientation = verdict
                 picked.digests[row] = np.frombuffer(digest, dtype=np.uint8)
