@@ -1,6 +1,7 @@
 """`datamix build RECIPE --out DIR`: a recipe becomes a mix a researcher can trust.
 
 1. prepare: convert each source once (cached by input hashes)      -> builder/prepare.py
+   exclude: rows removed before ranking (recipe exclude / dedupe)   -> builder/exclude.py
 2. pick: exact, nested, seeded selection; images verified in rank order -> builder/pick.py
 3. shuffle + route: seeded global shuffle into position buckets     -> builder/write.py
 4. shards: WebDataset tars, written under .tmp and renamed, journaled -> mixdir.MixWriter
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from datamix.builder.exclude import Exclusion, exclude_rows
 from datamix.builder.pick import Picked, pick_source
 from datamix.builder.prepare import PreparedSource, conversion_budget_problem, prepare_in_worker, prepare_source
 from datamix.builder.workers import mapper
@@ -41,12 +43,14 @@ def active_sources(recipe: Recipe, skip_planned: bool) -> list[SourceSpec]:
     return [s for s in recipe.sources if not s.planned]
 
 
-def resolve_targets(sources: list[PreparedSource]) -> list[Target]:
-    available = [pq.read_metadata(s.parquet).num_rows for s in sources]
+def resolve_targets(sources: list[PreparedSource], excluded: Exclusion | None = None) -> list[Target]:
+    excluded = excluded or Exclusion()
+    available = [excluded.available(s.name, pq.read_metadata(s.parquet).num_rows) for s in sources]
     result = targets([(s.spec.amount.kind, s.spec.amount.value) for s in sources], available)
     for source, target, n in zip(sources, result, available):
         if source.spec.amount.kind == "count" and target.extra > n:
-            raise BuildError(f"source {source.name!r}: count {target.extra:,} but only {n:,} samples are available; "
+            raise BuildError(f"source {source.name!r}: count {target.extra:,} but only {n:,} samples are available"
+                             f"{' after exclude/dedupe' if excluded.removed else ''}; "
                              "lower the count, or use repeat to oversample")
     return result
 
@@ -65,11 +69,12 @@ def check_budgets(recipe: Recipe, prepared: list[PreparedSource], picks: list[Pi
         raise BuildError("over the error budget (max_reject_ratio):\n  " + "\n  ".join(problems))
 
 
-def build_key(recipe: Recipe, prepared: list[PreparedSource]) -> str:
+def build_key(recipe: Recipe, prepared: list[PreparedSource], excluded: str = "") -> str:
     """What the shards depend on; a journal written under another key is never resumed."""
     from datamix import __version__
 
-    payload = {"recipe": recipe.to_dict(), "inputs": [p.inputs for p in prepared], "version": __version__}
+    payload = {"recipe": recipe.to_dict(), "inputs": [p.inputs for p in prepared], "version": __version__,
+               "excluded": excluded}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -110,19 +115,22 @@ def _build_locked(recipe: Recipe, sources: list[SourceSpec], out: Path, workers:
     work = out / ".work"
     echo(f"[1/4] converting {len(sources)} source(s)")
     prepared = prepare_all(recipe, sources, work, workers)
-    chosen = resolve_targets(prepared)
     with mapper(workers) as pool:
+        excluded = exclude_rows(recipe, prepared, work, pool)
+        chosen = resolve_targets(prepared, excluded)
         echo("[2/4] selecting and verifying images")
         picks = [pick_source(p.name, p.parquet, t, seed=recipe.seed, image_root=p.spec.image_root,
-                             max_pixels=recipe.max_image_pixels, pool=pool) for p, t in zip(prepared, chosen)]
+                             max_pixels=recipe.max_image_pixels, pool=pool, removed=excluded.rows(p.name))
+                 for p, t in zip(prepared, chosen)]
         check_budgets(recipe, prepared, picks)
         echo("[3/4] shuffling")
         total = _route(recipe, prepared, picks, work)
         echo(f"[4/4] writing {total:,} samples into shards")
-        writer = _write(recipe, prepared, out, work, build_key(recipe, prepared), total, pool)
+        writer = _write(recipe, prepared, out, work, build_key(recipe, prepared, excluded.key), total, pool)
     manifest = writer.finish(seed=recipe.seed, recipe=recipe.to_dict(), inputs={p.name: p.inputs for p in prepared},
                              counts={p.name: _given_counts(p, k) for p, k in zip(prepared, picks)},
-                             rejects=_rejects(prepared, picks))
+                             rejects=_rejects(prepared, picks, excluded), decontamination=excluded.record,
+                             examples=excluded.examples)
     remove_tree(work, "buckets")
     remove_file(work, "journal.jsonl")
     return manifest
@@ -169,11 +177,12 @@ def _given_counts(source: PreparedSource, picked: Picked) -> dict:
             "images_checked": picked.examined, "records_in": source.conversion.get("records_in")}
 
 
-def _rejects(prepared: list[PreparedSource], picks: list[Picked]) -> list[dict]:
-    """Per source in recipe order: conversion rejects (relabelled with the recipe's source name), then images."""
+def _rejects(prepared: list[PreparedSource], picks: list[Picked], excluded: Exclusion) -> list[dict]:
+    """Per source in recipe order: conversion rejects (relabelled with the recipe's source name), rows removed
+    by exclude / dedupe, then images."""
     return [entry for source, picked in zip(prepared, picks)
             for entry in [r | {"source": source.name, "converter": r["source"]} for r in source.rejects]
-            + picked.rejects]
+            + excluded.rejects.get(source.name, []) + picked.rejects]
 
 
 def _remove_stale_shards(out: Path, name: str, keep: set[str]) -> None:

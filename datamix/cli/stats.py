@@ -113,9 +113,11 @@ def stats(
         json_out.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         typer.echo(f"wrote {json_out}")
     if report is not None:
+        from datamix.decontam.report import load_decontamination
         from datamix.stats.report import write_report
 
-        page = write_report(report, result, comparison, other, vs, dup)
+        removed = load_decontamination(targets[0]) if first.kind == "mix" else None
+        page = write_report(report, result, comparison, other, vs, dup, decontamination=removed)
         typer.echo(f"wrote {page}")
 
 

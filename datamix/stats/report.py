@@ -69,8 +69,10 @@ def duplicate_pairs_html(dup: dict) -> str:
 
 
 def write_report(out_dir: str | Path, stats: dict, comparison: dict | None = None, other: dict | None = None,
-                 against: dict | None = None, duplicates: dict | None = None) -> Path:
-    """Write DIR/index.html (self-contained), DIR/*.png and DIR/stats.json; return the page's path."""
+                 against: dict | None = None, duplicates: dict | None = None,
+                 decontamination: dict | None = None) -> Path:
+    """Write DIR/index.html (self-contained), DIR/*.png and DIR/stats.json; return the page's path.
+    `decontamination`: a mix's decontamination.json, shown as counts and example pairs."""
     intro = (f"{stats['samples']:,} samples ({html.escape(stats['kind'])}); lengths in "
              f"{html.escape(stats['length_unit'])}{' (' + html.escape(stats['tokenizer']) + ')' if stats['tokenizer'] else ''}."
              f" {html.escape(overlap_note(stats))}")
@@ -79,6 +81,10 @@ def write_report(out_dir: str | Path, stats: dict, comparison: dict | None = Non
     if duplicates is not None:
         tables.append(duplicates_table(duplicates, list(stats["sources"])))
         extra = duplicate_pairs_html(duplicates)
+    if decontamination is not None:
+        from datamix.decontam.report import section_html
+
+        extra += section_html(decontamination)
     data = stats if duplicates is None else stats | {"duplicate_images": duplicates}
     return write_page(out_dir, f"datamix stats: {stats['name']}", intro, chart_pngs(stats, other), tables,
                       "stats.json", data, extra)
