@@ -88,6 +88,11 @@ def fingerprint_job(args: tuple[str | None, str, int]) -> Fingerprint | str:
     return fingerprint_file(*args)
 
 
+def fingerprint_bytes_job(args: tuple[bytes, str, int]) -> Fingerprint | str:
+    """Picklable form for `Mapper.imap` over bytes already read (a mix's tar members): (data, path, max pixels)."""
+    return fingerprint_bytes(*args)
+
+
 def canonical_pixels(img: Image.Image) -> Image.Image:
     """RGB, or RGBA when some pixel is not fully opaque: the same pixels whatever mode the file stored them in."""
     if img.mode == "RGB":

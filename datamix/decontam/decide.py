@@ -17,7 +17,8 @@ import numpy as np
 from datamix.decontam.evalsets import EvalSet
 from datamix.decontam.keys import Links, image_keys
 from datamix.decontam.match import EvalIndex, Hit, Walked, duplicate_hits, eval_hits_by_fingerprints, eval_hits_by_ids
-from datamix.decontam.prints import file_thumbnail, thumbnail
+from datamix.decontam.prints import file_thumbnail
+from datamix.stats.report import thumbnail_uri
 from datamix.decontam.spec import DedupeSpec, ExcludeSpec
 from datamix.fingerprints import FINGERPRINT_VERSIONS, Fingerprint
 
@@ -185,4 +186,4 @@ def _sample_thumbnail(read: ReadImage, n: int, row: int, sources: list[SourceRow
                       k: int = 0) -> str | None:
     if not sources[n].images[row]:
         return None
-    return thumbnail(read(n, row, k), sources[n].images[row][k], max_pixels)
+    return thumbnail_uri(read(n, row, k), sources[n].images[row][k], max_pixels)

@@ -18,7 +18,8 @@ from datamix.builder.workers import mapper
 from datamix.decontam.decide import SourceRows, decide
 from datamix.decontam.evalsets import KINDS, read_eval_set
 from datamix.decontam.keys import Links
-from datamix.decontam.prints import bytes_job, file_fingerprints
+from datamix.decontam.prints import file_fingerprints
+from datamix.fingerprints import fingerprint_bytes_job
 from datamix.decontam.spec import DedupeSpec, EvalSpec, ExcludeSpec, Tiers
 from datamix.errors import InputError
 from datamix.mixdir import INDEX, iter_samples, load_manifest, read_index
@@ -138,7 +139,7 @@ class _StoredImages:
         return found
 
     def _run(self, batch: list, owners: list, found: dict) -> None:
-        for owner, fp in zip(owners, self.pool.imap(bytes_job, batch, chunksize=8)):
+        for owner, fp in zip(owners, self.pool.imap(fingerprint_bytes_job, batch, chunksize=8)):
             found.setdefault(owner, []).append(fp)
         batch.clear()
         owners.clear()

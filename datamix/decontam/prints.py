@@ -7,8 +7,6 @@ the pixel limit and FINGERPRINT_VERSIONS: a cache made otherwise is not used.
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import os
 from pathlib import Path
@@ -16,14 +14,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from datamix.fingerprints import FINGERPRINT_VERSIONS, Fingerprint, fingerprint_bytes, fingerprint_job
-from datamix.images import decode_image, read_image_file, resolve_image
+from datamix.fingerprints import FINGERPRINT_VERSIONS, Fingerprint, fingerprint_job
+from datamix.images import read_image_file, resolve_image
 from datamix.paths import Atomic
+from datamix.stats.report import thumbnail_uri
 
 CACHE_SCHEMA = pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
                           ("sha256", pa.binary(32)), ("pixels", pa.binary(16)), ("phash", pa.uint64()),
                           ("reason", pa.string())])
-THUMBNAIL = 160  # px, the longer side of a report's example image
 
 
 def file_fingerprints(root: Path | None, paths: list[str], max_pixels: int, pool,
@@ -94,27 +92,7 @@ def _write_cache(cache: Path, header: str, known: dict) -> None:
         pq.write_table(table, tmp)
 
 
-def thumbnail(data: bytes | str | None, relative: str, max_pixels: int) -> str | None:
-    """A small JPEG data URI of an image for a report page, or None if it cannot be shown."""
-    if not isinstance(data, bytes):
-        return None
-    img = decode_image(data, relative, max_pixels)
-    if isinstance(img, str):
-        return None
-    with img:
-        small = img.convert("RGB")
-        small.thumbnail((THUMBNAIL, THUMBNAIL))
-        out = io.BytesIO()
-        small.save(out, "JPEG", quality=80, optimize=False, progressive=False)
-    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()
-
-
 def file_thumbnail(root: Path | None, relative: str | None, max_pixels: int) -> str | None:
     if root is None or relative is None:
         return None
-    return thumbnail(read_image_file(root, relative), relative, max_pixels)
-
-
-def bytes_job(args: tuple[bytes, str, int]) -> Fingerprint | str:
-    """Picklable form for `Mapper.imap` over image bytes already read (a mix's tar members)."""
-    return fingerprint_bytes(*args)
+    return thumbnail_uri(read_image_file(root, relative), relative, max_pixels)

@@ -14,8 +14,6 @@ Stats only report: a recipe's `dedupe:` section is what drops duplicates from a 
 
 from __future__ import annotations
 
-import base64
-import io
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +22,13 @@ import numpy as np
 import polars as pl
 
 from datamix.builder.workers import mapper
-from datamix.fingerprints import PhashIndex, fingerprint_bytes
+from datamix.fingerprints import PhashIndex, fingerprint_bytes_job
 from datamix.images import DEFAULT_MAX_PIXELS
 from datamix.mixdir import load_manifest
 from datamix.mixdir.reader import iter_samples, read_index
+from datamix.stats.report import thumbnail_uri
 
 EXAMPLES_PER_DISTANCE = 3
-THUMBNAIL = 160  # pixels, the longer side, in the report
 
 
 @dataclass(frozen=True)
@@ -70,7 +68,7 @@ def duplicate_images(mix_dir: str | Path, max_distance: int, *, workers: int = 1
     result |= _same_pixels(uses, fingerprints)
     pairs = _near_pairs(fingerprints, max_distance)
     result["near"] = _near_figures(uses, pairs)
-    result["examples"] = _examples(mix_dir, manifest, uses, pairs, verify)
+    result["examples"] = _examples(mix_dir, manifest, uses, pairs, verify, max_pixels)
     return result
 
 
@@ -91,17 +89,13 @@ def _fingerprint_distinct(mix_dir: Path, manifest: dict, workers: int, max_pixel
 
     fingerprints, kept, unreadable = [], [], 0
     with mapper(workers) as pool:
-        for i, result in enumerate(pool.imap(_fingerprint_job, jobs(), chunksize=16)):
+        for i, result in enumerate(pool.imap(fingerprint_bytes_job, jobs(), chunksize=16)):
             if isinstance(result, str):
                 unreadable += 1
             else:
                 fingerprints.append(result)
                 kept.append(i)
     return [uses[i] for i in kept], fingerprints, unreadable
-
-
-def _fingerprint_job(args: tuple[bytes, str, int]):
-    return fingerprint_bytes(*args)
 
 
 def _sha256(data: bytes) -> str:
@@ -140,7 +134,7 @@ def _near_figures(uses: list[ImageUse], pairs: list[tuple[int, int, int]]) -> di
 
 
 def _examples(mix_dir: Path, manifest: dict, uses: list[ImageUse], pairs: list[tuple[int, int, int]],
-              verify: bool) -> list[dict]:
+              verify: bool, max_pixels: int) -> list[dict]:
     """A few pairs at each distance (the first in mix order), with small thumbnails of both images."""
     chosen, per_distance = [], Counter()
     for a, b, d in pairs:
@@ -151,10 +145,10 @@ def _examples(mix_dir: Path, manifest: dict, uses: list[ImageUse], pairs: list[t
     positions = {int(uses[i].key) for a, b, _ in chosen for i in (a, b)}
     thumbs: dict[str, str] = {}
     for _, row, members in iter_samples(mix_dir, positions=positions, manifest=manifest, verify=verify):
-        for suffix in row["image_members"]:
+        for path, suffix in zip(row["images"], row["image_members"]):
             sha = _sha256(members[suffix])
             if sha in wanted and sha not in thumbs:
-                thumbs[sha] = thumbnail_uri(members[suffix])
+                thumbs[sha] = thumbnail_uri(members[suffix], path, max_pixels)
     return [{"distance": d, "a": _use_dict(uses[a]), "b": _use_dict(uses[b]),
              "a_thumbnail": thumbs.get(uses[a].sha256), "b_thumbnail": thumbs.get(uses[b].sha256)}
             for a, b, d in sorted(chosen, key=lambda p: (p[2], p[0], p[1]))]
@@ -162,15 +156,3 @@ def _examples(mix_dir: Path, manifest: dict, uses: list[ImageUse], pairs: list[t
 
 def _use_dict(use: ImageUse) -> dict:
     return {"key": use.key, "source": use.source, "path": use.path, "sha256": use.sha256}
-
-
-def thumbnail_uri(data: bytes) -> str:
-    """A small JPEG of an image as a data URI (for the HTML report)."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as img:
-        img = img.convert("RGB")
-        img.thumbnail((THUMBNAIL, THUMBNAIL))
-        buf = io.BytesIO()
-        img.save(buf, "JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 from pathlib import Path
 
+from datamix.images import decode_image
 from datamix.stats import charts
 from datamix.stats.tables import Table, compare_table, duplicates_table, overlap_note, stats_tables
 
@@ -18,6 +20,7 @@ th:first-child,td:first-child{text-align:left}th{border-bottom:2px solid #444}tr
 .note{color:#666;font-size:13px;margin-bottom:1.5em}img{max-width:100%;display:block;margin:1em 0}
 .pairs{display:flex;flex-wrap:wrap;gap:12px}.pair{border:1px solid #ccc;padding:6px;font-size:12px;max-width:360px}
 .pair img{display:inline-block;margin:0 4px 0 0;vertical-align:top}.pair .label{font-weight:600}"""
+THUMBNAIL = 160  # px, the longer side of an example image on a page
 SCRIPT = """<script>
 function chartsReady(){const imgs=[...document.images];
  if(imgs.every(i=>i.complete)){document.body.dataset.charts=imgs.every(i=>i.naturalWidth>0)?'loaded':'broken';}
@@ -44,6 +47,21 @@ def chart_pngs(stats: dict, other: dict | None = None) -> dict[str, bytes]:
     if "histograms" in stats:
         out["turns.png"] = charts.turns(stats["histograms"])
     return out
+
+
+def thumbnail_uri(data: bytes | str | None, relative: str, max_pixels: int) -> str | None:
+    """A small JPEG data URI of an image for a report page, or None if it cannot be shown."""
+    if not isinstance(data, bytes):
+        return None
+    img = decode_image(data, relative, max_pixels)
+    if isinstance(img, str):
+        return None
+    with img:
+        small = img.convert("RGB")
+        small.thumbnail((THUMBNAIL, THUMBNAIL))
+        out = io.BytesIO()
+        small.save(out, "JPEG", quality=80, optimize=False, progressive=False)
+    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()
 
 
 def pairs_html(title: str, pairs: list[dict]) -> str:
