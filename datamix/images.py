@@ -121,16 +121,9 @@ def resolve_image(root: str | Path, relative: str) -> Path | str:
 def verify_image(root: str | Path, relative: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> VerifiedImage | str:
     """Read, fully decode and (if needed) re-encode one image; a reason string when it cannot be used."""
     try:
-        path = resolve_image(root, relative)
-        if isinstance(path, str):
-            return path
-        data = read_regular_file(path)
-        if data is None:
-            return f"missing_image: {relative}"
-        if isinstance(data, str):  # a directory, a FIFO, /dev/zero behind a symlink: never read it
-            return f"not_a_file: {relative}"
-        if not data:
-            return f"empty_image: {relative}"
+        data = read_image_file(root, relative)
+        if isinstance(data, str):
+            return data
         verdict = _verify_bytes(data, relative, max_pixels)
         if isinstance(verdict, VerifiedImage):
             verdict = dataclasses.replace(verdict, original_digest=file_digest(data))
@@ -157,6 +150,21 @@ def file_digest(data: bytes) -> bytes:
 
 
 def _verify_bytes(data: bytes, relative: str, max_pixels: int) -> VerifiedImage | str:
+    img = decode_image(data, relative, max_pixels)
+    if isinstance(img, str):
+        return img
+    with img:
+        out, ext, note = _normalise(img, data)
+        return VerifiedImage(data=out, ext=ext, width=img.width, height=img.height, source_format=img.format,
+                             mode=img.mode, reencoded=note, exif_orientation=_orientation(img))
+
+
+def decode_image(data: bytes, relative: str, max_pixels: int) -> Image.Image | str:
+    """The one full decode of a file's bytes (frame 0 of an animation), or the reason it fails.
+
+    Only the formats in ALLOWED_FORMATS are tried, and width*height is checked from the header before any
+    pixel is decoded. The caller closes the image.
+    """
     with warnings.catch_warnings():
         # Our own max_pixels check replaces Pillow's warning; its hard error (2x its limit) still fires.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -169,19 +177,34 @@ def _verify_bytes(data: bytes, relative: str, max_pixels: int) -> VerifiedImage 
             return f"decompression_bomb: {relative}: {exc}"
         except Exception as exc:  # a header cut short raises here, before load()
             return _decode_error(relative, exc)
-        with img:
-            width, height = img.size
-            if width * height > max_pixels:  # header only: no pixel has been decoded yet
-                return f"decompression_bomb: {relative}: {width}x{height} exceeds {max_pixels} pixels"
-            try:
-                img.load()  # the one full decode (frame 0 for animations)
-            except Image.DecompressionBombError as exc:
-                return f"decompression_bomb: {relative}: {exc}"
-            except Exception as exc:
-                return _decode_error(relative, exc)
-            out, ext, note = _normalise(img, data)
-            return VerifiedImage(data=out, ext=ext, width=width, height=height, source_format=img.format,
-                                 mode=img.mode, reencoded=note, exif_orientation=_orientation(img))
+        width, height = img.size
+        if width * height > max_pixels:  # header only: no pixel has been decoded yet
+            img.close()
+            return f"decompression_bomb: {relative}: {width}x{height} exceeds {max_pixels} pixels"
+        try:
+            img.load()
+        except Image.DecompressionBombError as exc:
+            img.close()
+            return f"decompression_bomb: {relative}: {exc}"
+        except Exception as exc:
+            img.close()
+            return _decode_error(relative, exc)
+        return img
+
+
+def read_image_file(root: str | Path, relative: str) -> bytes | str:
+    """The bytes of an image file inside `root`, or the reason code it cannot be read (never a path outside)."""
+    path = resolve_image(root, relative)
+    if isinstance(path, str):
+        return path
+    data = read_regular_file(path)
+    if data is None:
+        return f"missing_image: {relative}"
+    if isinstance(data, str):  # a directory, a FIFO, /dev/zero behind a symlink: never read it
+        return f"not_a_file: {relative}"
+    if not data:
+        return f"empty_image: {relative}"
+    return data
 
 
 def _decode_error(relative: str, exc: Exception) -> str:

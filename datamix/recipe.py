@@ -18,16 +18,21 @@ from typing import Any
 
 import yaml
 
+from datamix.decontam.spec import DEDUPE_IMAGES, MAX_PHASH, TIERS, DedupeSpec, EvalSpec, ExcludeSpec, Tiers
 from datamix.errors import DatamixError, RecipeError
 from datamix.inputs import JSON_SUFFIXES, expand_inputs
 from datamix.paths import is_safe_name
 from datamix.prompts import PromptPolicy
 
-TOP_KEYS = ("name", "description", "seed", "sources", "shards", "max_reject_ratio", "max_image_pixels")
+TOP_KEYS = ("name", "description", "seed", "sources", "shards", "max_reject_ratio", "max_image_pixels", "exclude",
+            "dedupe")
 SOURCE_KEYS = ("name", "converter", "parquet", "inputs", "image_root", "ratio", "count", "repeat",
                "format_prompt", "options", "max_reject_ratio", "planned", "note")
 SHARD_KEYS = ("max_samples", "max_bytes")
 AMOUNT_KEYS = ("ratio", "count", "repeat")
+EXCLUDE_KEYS = ("sets", "tiers", "links")
+EVAL_SET_KEYS = ("name", "kind", "path", "image_root", "splits")
+DEDUPE_KEYS = ("images", "phash", "conversations")
 SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's decompression-bomb threshold
 # Bounds on what a recipe may expand to: a few KB of YAML aliases can otherwise expand into gigabytes
@@ -77,6 +82,8 @@ class Recipe:
     max_reject_ratio: float = 0.01
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     description: str = ""
+    exclude: ExcludeSpec | None = None  # evaluation sets whose images no sample may show
+    dedupe: DedupeSpec | None = None  # duplicates inside the mix to drop
 
     def budget(self, source: SourceSpec) -> float:
         return self.max_reject_ratio if source.max_reject_ratio is None else source.max_reject_ratio
@@ -92,6 +99,11 @@ class Recipe:
             source["image_root"] = _portable(spec.image_root, base) if spec.image_root else None
             source["format_prompt"] = spec.format_prompt.value
             source["options"] = dict(spec.options)
+        if self.exclude is not None:
+            data["exclude"]["links"] = [_portable(p, base) for p in self.exclude.links]
+            for entry, spec in zip(data["exclude"]["sets"], self.exclude.sets):
+                entry["path"] = _portable(spec.path, base)
+                entry["image_root"] = _portable(spec.image_root, base) if spec.image_root else None
         return json.loads(json.dumps(data))  # plain JSON types (lists, not tuples), as the manifest reads back
 
 
@@ -205,9 +217,12 @@ def load_recipe(path: str | Path, *, check_files: bool = True) -> Recipe:
     max_pixels = raw.get("max_image_pixels", DEFAULT_MAX_PIXELS)
     if not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels <= 0:
         errors.add("max_image_pixels", f"must be a positive integer, got {max_pixels!r}")
+    exclude = _exclude(raw["exclude"], path.parent, errors, check_files) if raw.get("exclude") is not None else None
+    dedupe = _dedupe(raw["dedupe"], errors) if raw.get("dedupe") is not None else None
     errors.raise_if_any()
     return Recipe(path=path.resolve(), name=name, seed=seed, sources=tuple(sources), shards=shards,
-                  max_reject_ratio=budget, max_image_pixels=max_pixels, description=description)
+                  max_reject_ratio=budget, max_image_pixels=max_pixels, description=description,
+                  exclude=exclude, dedupe=dedupe)
 
 
 def _unknown_keys(mapping: dict, allowed: tuple[str, ...], where: str, errors: _Errors) -> None:
@@ -440,3 +455,129 @@ def _amount(item: dict, where: str, errors: _Errors) -> Amount | None:
     else:
         return Amount(kind, float(value))
     return None
+
+
+def _exclude(raw: Any, base: Path, errors: _Errors, check_files: bool) -> ExcludeSpec | None:
+    """`exclude: {sets: [...], tiers: {...}, links: [...]}`: evaluation sets no sample may share an image with."""
+    if not isinstance(raw, dict):
+        errors.add("exclude", "expected a mapping with sets (the evaluation sets), tiers and links")
+        return None
+    _unknown_keys(raw, EXCLUDE_KEYS, "exclude", errors)
+    sets = raw.get("sets")
+    if not isinstance(sets, list) or not sets:
+        errors.add("exclude", "sets must be a non-empty list of evaluation sets {name, kind, path}")
+        sets = []
+    specs, seen = [], set()
+    for index, item in enumerate(sets):
+        where = f"exclude set #{index + 1}"
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            where = f"exclude set {item['name'][:80]!r} (#{index + 1})"
+            if item["name"] in seen:
+                errors.add(where, "duplicate evaluation set name; names must be unique")
+            seen.add(item["name"])
+        spec = _eval_set(item, base, where, errors, check_files)
+        if spec is not None:
+            specs.append(spec)
+    tiers = _tiers(raw.get("tiers", {}), errors)
+    links = raw.get("links") or []
+    links = [links] if isinstance(links, str) else links
+    if not isinstance(links, list):
+        errors.add("exclude", "links must be a list of Visual Genome image_data.json files")
+        links = []
+    link_paths = [p for p in (_path(v, base, "exclude links", errors) for v in links) if p is not None]
+    for p in link_paths:
+        if check_files and not p.is_file():
+            errors.add("exclude links", f"{p} is not a file (give Visual Genome's image_data.json)")
+    return ExcludeSpec(sets=tuple(specs), tiers=tiers, links=tuple(link_paths))
+
+
+def _eval_set(item: Any, base: Path, where: str, errors: _Errors, check_files: bool) -> EvalSpec | None:
+    from datamix.decontam.evalsets import KINDS
+    from datamix.converters.refcoco import SPLITS as REFCOCO_SPLITS
+
+    if not isinstance(item, dict):
+        errors.add(where, "expected a mapping with name, kind and path")
+        return None
+    _unknown_keys(item, EVAL_SET_KEYS, where, errors)
+    name = _required(item, "name", str, where, errors)
+    if isinstance(name, str) and not is_safe_name(name):
+        errors.add(where, f"name must be {NAME_RULE} (it names the evaluation set in the ledger)")
+        name = None
+    kind = _required(item, "kind", str, where, errors)
+    if isinstance(kind, str) and kind not in KINDS:
+        close = difflib.get_close_matches(kind, KINDS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        errors.add(where, f"unknown kind {kind!r}{hint} (kinds: {', '.join(KINDS)})")
+        kind = None
+    path = _path(item.get("path"), base, where, errors) if item.get("path") is not None else None
+    if item.get("path") is None:
+        errors.add(where, "missing required key 'path' (the evaluation set's official file)")
+    elif check_files and path is not None and not path.exists():
+        errors.add(where, f"path {path} does not exist")
+    root = _path(item["image_root"], base, where, errors) if item.get("image_root") is not None else None
+    if check_files and root is not None and not root.is_dir():
+        errors.add(where, f"image_root {root} is not a folder")
+    splits = item.get("splits")
+    if splits is not None and kind != "refcoco":
+        errors.add(where, "splits is for kind refcoco (which refs splits are evaluation data)")
+    splits = [splits] if isinstance(splits, str) else splits
+    if splits is not None and (not isinstance(splits, list) or not splits
+                               or any(s not in REFCOCO_SPLITS for s in splits)):
+        errors.add(where, f"splits must be a list of {', '.join(REFCOCO_SPLITS)}, got {item.get('splits')!r}")
+        splits = None
+    if name is None or kind is None or path is None:
+        return None
+    return EvalSpec(name=name, kind=kind, path=path, image_root=root,
+                    **({"splits": tuple(splits)} if splits else {}))
+
+
+def _threshold(value: Any, where: str, errors: _Errors) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PHASH:
+        errors.add(where, f"phash must be false or a Hamming distance from 0 to {MAX_PHASH} bits, got {value!r}")
+        return None
+    return value
+
+
+def _tiers(raw: Any, errors: _Errors) -> Tiers:
+    if not isinstance(raw, dict):
+        errors.add("exclude tiers", "expected a mapping like {ids: true, bytes: true, pixels: true, phash: 4}")
+        return Tiers()
+    _unknown_keys(raw, TIERS, "exclude tiers", errors)
+    values = {}
+    for tier in ("ids", "bytes", "pixels"):
+        value = raw.get(tier, True)
+        if not isinstance(value, bool):
+            errors.add("exclude tiers", f"{tier} must be true or false, got {value!r}")
+            value = True
+        values[tier] = value
+    phash = raw.get("phash", Tiers.phash)
+    values["phash"] = None if phash is False or phash is None else _threshold(phash, "exclude tiers", errors)
+    tiers = Tiers(**values)
+    if not tiers.names():
+        errors.add("exclude tiers", "every tier is off; turn on at least one of ids, bytes, pixels, phash")
+    return tiers
+
+
+def _dedupe(raw: Any, errors: _Errors) -> DedupeSpec | None:
+    """`dedupe: {images: bytes|pixels|phash, phash: 4, conversations: true}`: duplicates inside the mix."""
+    if not isinstance(raw, dict):
+        errors.add("dedupe", "expected a mapping like {images: pixels, conversations: true}")
+        return None
+    _unknown_keys(raw, DEDUPE_KEYS, "dedupe", errors)
+    images = raw.get("images")
+    if images is False:
+        images = None
+    if images is not None and images not in DEDUPE_IMAGES:
+        errors.add("dedupe", f"images must be one of {', '.join(DEDUPE_IMAGES)} (or false), got {images!r}")
+        images = None
+    phash = _threshold(raw.get("phash", DedupeSpec.phash), "dedupe", errors)
+    if "phash" in raw and images != "phash":
+        errors.add("dedupe", "phash (the distance) goes with images: phash")
+    conversations = raw.get("conversations", False)
+    if not isinstance(conversations, bool):
+        errors.add("dedupe", f"conversations must be true or false, got {conversations!r}")
+        conversations = False
+    if images is None and not conversations:
+        errors.add("dedupe", "nothing to compare: give images (bytes, pixels or phash) or conversations: true")
+    return DedupeSpec(images=images, phash=DedupeSpec.phash if phash is None else phash,
+                      conversations=conversations)

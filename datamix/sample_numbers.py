@@ -82,10 +82,15 @@ def compute(table: pa.Table | pa.RecordBatch, lengths=None) -> dict[str, pa.Arra
         "turn_prompted": pa.ListArray.from_arrays(pa.array(offsets), pa.array(prompted, pa.bool_())),
         "short_answers": pa.ListArray.from_arrays(pa.array(answer_offsets),
                                                   normalized_answers(text.filter(answer)).to_arrow().cast(pa.string())),
-        "conversation_hash": pl.from_arrow(conv).hash().to_arrow().cast(pa.uint64()),
+        "conversation_hash": conversation_hashes(conv),
         "format_prompt_policy": pl.from_arrow(_array(meta)).to_frame("meta").select(POLICY).to_series()
                                   .to_arrow().cast(pa.string()),
     }
+
+
+def conversation_hashes(conversations) -> pa.Array:
+    """uint64 per row of the whole turn list (roles and text): what "identical conversations" compares."""
+    return pl.from_arrow(_array(conversations)).hash().to_arrow().cast(pa.uint64())
 
 
 def _array(column) -> pa.Array:

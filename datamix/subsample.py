@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,11 @@ class Rung:
     out: Path
     positions: np.ndarray  # parent positions, ascending (= the parent's shuffled order)
     counts: dict[str, dict]  # per source: available, requested, selected (what MixWriter.finish is given)
+    # A mix cut by `datamix decontaminate` instead of a ratio: what its manifest says of the cut.
+    lineage: dict | None = None  # the manifest's `parent` beside name and sha256 (a rung: {"ratio": r})
+    rejects: list[dict] = field(default_factory=list)
+    decontamination: dict | None = None
+    examples: list[dict] = field(default_factory=list)
 
 
 def rung_name(parent: str, ratio: float) -> str:
@@ -88,12 +93,18 @@ def subsample(mix_dir: str | Path, ratios: list[float], out: str | Path, *, one:
     mix_dir, out = Path(mix_dir), Path(out)
     ratios = _check_ratios(ratios, one)
     manifest, rungs, index_ids = plan_rungs(mix_dir, ratios, out, one=one, verify=verify)
+    return write_rungs(mix_dir, manifest, rungs, index_ids, verify=verify, command="subsample")
+
+
+def write_rungs(mix_dir: Path, manifest: dict, rungs: list[Rung], index_ids: np.ndarray, *, verify: bool,
+                command: str) -> list[dict]:
+    """Write mixes cut from `mix_dir` (rungs, or a decontaminated copy), each folder locked while written."""
     for rung in rungs:
         if os.path.realpath(rung.out) == os.path.realpath(mix_dir):
             raise InputError(f"{rung.out}: the output folder is the parent mix itself; choose another --out")
     with ExitStack() as held:
         for rung in rungs:
-            held.enter_context(output_lock(rung.out, f"datamix subsample {manifest['name']}"))
+            held.enter_context(output_lock(rung.out, f"datamix {command} {manifest['name']}"))
         return _write_rungs(mix_dir, manifest, rungs, index_ids, verify)
 
 
@@ -123,7 +134,9 @@ def _write_rungs(mix_dir: Path, manifest: dict, rungs: list[Rung], index_ids: np
         raise
     parent = {"name": manifest["name"], "manifest_sha256": sha256_file(mix_dir / MANIFEST)}
     return [writer.finish(seed=manifest["seed"], recipe=manifest["recipe"], inputs=manifest["inputs"],
-                          counts=rung.counts, rejects=[], parent=parent | {"ratio": rung.ratio})
+                          counts=rung.counts, rejects=rung.rejects,
+                          parent=parent | (rung.lineage if rung.lineage is not None else {"ratio": rung.ratio}),
+                          decontamination=rung.decontamination, examples=rung.examples)
             for writer, rung in zip(writers, rungs)]
 
 

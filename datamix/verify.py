@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 
 from datamix.errors import DatamixError
 from datamix.lock import LOCK_NAME
-from datamix.mixdir import INDEX, MANIFEST, RECORDED_FILES, SEAL, WORK, load_manifest, manifest_digest, selection_digest
+from datamix.mixdir import (INDEX, MANIFEST, OPTIONAL_FILES, RECORDED_FILES, SEAL, WORK, load_manifest,
+                            manifest_digest, selection_digest)
 from datamix.mixdir.shards import HashingReader, sha256_file, shard_pattern
 
 
@@ -150,7 +151,7 @@ def _check_sources(manifest: dict, ids: list[str], sources: list[str], problems:
 
 
 # What a mix folder holds besides its shards; `.work/` (the build's cache) and the lock are datamix's own.
-KNOWN_FILES = {MANIFEST, *RECORDED_FILES, LOCK_NAME, WORK}
+KNOWN_FILES = {MANIFEST, *RECORDED_FILES, *OPTIONAL_FILES, LOCK_NAME, WORK}
 
 
 def _check_strays(mix_dir: Path, manifest: dict, problems: list[str]) -> None:

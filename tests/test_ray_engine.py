@@ -249,3 +249,15 @@ def test_a_two_node_cluster_builds_the_same_bytes(mix_recipe, clean, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "2 nodes" in result.stdout
     assert files(tmp_path / "mix") == files(clean)
+
+
+def test_a_decontaminated_build_on_ray_equals_the_local_one(local_ray, tmp_path):
+    """The exclude step fingerprints images through the engine's ordered map: the same removals, the same bytes."""
+    from decontam_data import recipe, write_world
+
+    write_world(tmp_path / "world")
+    path = recipe(tmp_path / "world")
+    local = build(path, tmp_path / "local", echo=lambda *a: None)
+    on_ray = ray_build(path, tmp_path / "ray")
+    assert local["decontamination"]["decontaminate"]["removed"]["llava"]["phash"] == 1 and on_ray == local
+    assert files(tmp_path / "ray") == files(tmp_path / "local")

@@ -1,6 +1,7 @@
 """`datamix build RECIPE --out DIR`: a recipe becomes a mix a researcher can trust.
 
 1. prepare: convert each source once (cached by input hashes)      -> builder/prepare.py
+   exclude: rows removed before ranking (recipe exclude / dedupe)   -> builder/exclude.py
 2. pick: exact, nested, seeded selection; images verified in rank order -> builder/pick.py
 3. shuffle + route: seeded global shuffle into position buckets     -> builder/write.py
 4. shards: WebDataset tars, written under .tmp and renamed, journaled -> mixdir.MixWriter
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from datamix.builder.exclude import Exclusion, exclude_rows
 from datamix.builder.pick import Picked, pick_source
 from datamix.builder.prepare import PreparedSource, conversion_budget_problem, prepare_in_worker, prepare_source
 from datamix.builder.engines import Engine, open_engine
@@ -43,12 +45,14 @@ def active_sources(recipe: Recipe, skip_planned: bool) -> list[SourceSpec]:
     return [s for s in recipe.sources if not s.planned]
 
 
-def resolve_targets(sources: list[PreparedSource]) -> list[Target]:
-    available = [pq.read_metadata(s.parquet).num_rows for s in sources]
+def resolve_targets(sources: list[PreparedSource], excluded: Exclusion | None = None) -> list[Target]:
+    excluded = excluded or Exclusion()
+    available = [excluded.available(s.name, pq.read_metadata(s.parquet).num_rows) for s in sources]
     result = targets([(s.spec.amount.kind, s.spec.amount.value) for s in sources], available)
     for source, target, n in zip(sources, result, available):
         if source.spec.amount.kind == "count" and target.extra > n:
-            raise BuildError(f"source {source.name!r}: count {target.extra:,} but only {n:,} samples are available; "
+            raise BuildError(f"source {source.name!r}: count {target.extra:,} but only {n:,} samples are available"
+                             f"{' after exclude/dedupe' if excluded.removed else ''}; "
                              "lower the count, or use repeat to oversample")
     return result
 
@@ -67,11 +71,12 @@ def check_budgets(recipe: Recipe, prepared: list[PreparedSource], picks: list[Pi
         raise BuildError("over the error budget (max_reject_ratio):\n  " + "\n  ".join(problems))
 
 
-def build_key(recipe: Recipe, prepared: list[PreparedSource]) -> str:
+def build_key(recipe: Recipe, prepared: list[PreparedSource], excluded: str = "") -> str:
     """What the shards depend on; a journal written under another key is never resumed."""
     from datamix import __version__
 
-    payload = {"recipe": recipe.to_dict(), "inputs": [p.inputs for p in prepared], "version": __version__}
+    payload = {"recipe": recipe.to_dict(), "inputs": [p.inputs for p in prepared], "version": __version__,
+               "excluded": excluded}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -108,10 +113,17 @@ def build(recipe_path: str | Path, out: str | Path, *, workers: int = 1, skip_pl
     sources = active_sources(recipe, skip_planned)
     out = Path(out)
     check_output_folder(recipe, sources, out)
-    reads = [path for s in sources for path in (*s.inputs, s.parquet, s.image_root) if path is not None]
+    reads = paths_read(recipe, sources)
     with output_lock(out, f"datamix build {recipe.path.name}"), \
             open_engine(engine, workers=workers, address=address, out=out, reads=reads, echo=echo) as runner:
         return _build_locked(recipe, sources, out, workers, echo, runner)
+
+
+def paths_read(recipe: Recipe, sources: list[SourceSpec]) -> list[Path]:
+    """What an engine's tasks read: each source's inputs, Parquet and image root, the evaluation sets' images."""
+    paths = [path for s in sources for path in (*s.inputs, s.parquet, s.image_root)]
+    paths += [e.image_root for e in recipe.exclude.sets] if recipe.exclude is not None else []
+    return [path for path in paths if path is not None]
 
 
 def _build_locked(recipe: Recipe, sources: list[SourceSpec], out: Path, workers: int, echo, engine: Engine) -> dict:
@@ -119,19 +131,23 @@ def _build_locked(recipe: Recipe, sources: list[SourceSpec], out: Path, workers:
     work = out / ".work"
     echo(f"[1/4] converting {len(sources)} source(s)")
     prepared = prepare_all(recipe, sources, work, workers, engine)
-    chosen = resolve_targets(prepared)
     with engine.mapper(workers) as pool:
+        excluded = exclude_rows(recipe, prepared, work, pool)
+        chosen = resolve_targets(prepared, excluded)
         echo("[2/4] selecting and verifying images")
         picks = [pick_source(p.name, p.parquet, t, seed=recipe.seed, image_root=p.spec.image_root,
-                             max_pixels=recipe.max_image_pixels, pool=pool) for p, t in zip(prepared, chosen)]
+                             max_pixels=recipe.max_image_pixels, pool=pool, removed=excluded.rows(p.name))
+                 for p, t in zip(prepared, chosen)]
         check_budgets(recipe, prepared, picks)
         echo("[3/4] shuffling")
         total = _route(recipe, prepared, picks, work)
         echo(f"[4/4] writing {total:,} samples into shards")
-        writer = _write(recipe, prepared, out, work, build_key(recipe, prepared), total, pool, engine)
+        key = build_key(recipe, prepared, excluded.key)
+        writer = _write(recipe, prepared, out, work, key, total, pool, engine)
     manifest = writer.finish(seed=recipe.seed, recipe=recipe.to_dict(), inputs={p.name: p.inputs for p in prepared},
                              counts={p.name: _given_counts(p, k) for p, k in zip(prepared, picks)},
-                             rejects=_rejects(prepared, picks))
+                             rejects=_rejects(prepared, picks, excluded), decontamination=excluded.record,
+                             examples=excluded.examples)
     remove_tree(work, "buckets")
     remove_file(work, "journal.jsonl")
     return manifest
@@ -178,11 +194,12 @@ def _given_counts(source: PreparedSource, picked: Picked) -> dict:
             "images_checked": picked.examined, "records_in": source.conversion.get("records_in")}
 
 
-def _rejects(prepared: list[PreparedSource], picks: list[Picked]) -> list[dict]:
-    """Per source in recipe order: conversion rejects (relabelled with the recipe's source name), then images."""
+def _rejects(prepared: list[PreparedSource], picks: list[Picked], excluded: Exclusion) -> list[dict]:
+    """Per source in recipe order: conversion rejects (relabelled with the recipe's source name), rows removed
+    by exclude / dedupe, then images."""
     return [entry for source, picked in zip(prepared, picks)
             for entry in [r | {"source": source.name, "converter": r["source"]} for r in source.rejects]
-            + picked.rejects]
+            + excluded.rejects.get(source.name, []) + picked.rejects]
 
 
 def _remove_stale_shards(out: Path, name: str, keep: set[str]) -> None:

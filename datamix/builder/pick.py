@@ -74,21 +74,24 @@ def check_row(args: tuple[str | None, list[str], int]) -> tuple[int, int, bytes,
 
 
 def pick_source(name: str, parquet: Path, target: Target, *, seed: int, image_root: Path | None,
-                max_pixels: int, pool: Mapper) -> Picked:
+                max_pixels: int, pool: Mapper, removed: np.ndarray | None = None) -> Picked:
+    """`removed`: rows excluded before ranking (decontamination, dedupe); the others keep their rank order."""
     table = pq.read_table(parquet, columns=["id", "images"])
     ids = table.column("id").to_pylist()
     order = rank_order(seed, name, ids)
+    if removed is not None:
+        order = order[~removed[order]]
     n = len(ids)
-    need = target.distinct(n)
+    need = target.distinct(len(order))
     codes = np.full(n, UNCHECKED, dtype=np.int8)
     exts = np.zeros(n, dtype=np.int8)
-    picked = Picked(name, n, target, np.empty(0, dtype=np.int64), codes, exts,
+    picked = Picked(name, len(order), target, np.empty(0, dtype=np.int64), codes, exts,
                     digests=np.zeros((n, 16), dtype=np.uint8), orientations=np.zeros(n, dtype=np.int8))
     chosen: list[np.ndarray] = []
     got, cursor = 0, 0
     images = table.column("images")
     root = None if image_root is None else str(image_root)
-    while got < need and cursor < n:
+    while got < need and cursor < len(order):
         batch = order[cursor: cursor + max(need - got, BATCH)]
         cursor += len(batch)
         jobs = ((root, images[int(r)].as_py(), max_pixels) for r in batch)

@@ -101,3 +101,49 @@ def export(
     images_out = images_out if images_out is not None else out.parent / "images"
     counts = export_llava(mix_dir, out, images_out, verify=not no_verify)
     typer.echo(f"exported {counts['samples']:,} samples -> {out}; {counts['images']:,} image file(s) -> {images_out}")
+
+
+def parse_tiers(text: str | None, phash: int | None):
+    from datamix.decontam.spec import DEFAULT_PHASH, MAX_PHASH, TIERS, Tiers
+
+    if text is None and phash is None:
+        return None  # the recipes' own tiers, else the defaults
+    names = [t.strip() for t in (text or ",".join(TIERS)).split(",") if t.strip()]
+    unknown = [t for t in names if t not in TIERS]
+    if unknown or not names:
+        raise InputError(f"--tiers takes a comma-separated list of {', '.join(TIERS)}; got {text!r}")
+    if phash is not None and not 0 <= phash <= MAX_PHASH:
+        raise InputError(f"--phash must be a Hamming distance from 0 to {MAX_PHASH} bits, got {phash}")
+    return Tiers(ids="ids" in names, bytes="bytes" in names, pixels="pixels" in names,
+                 phash=(DEFAULT_PHASH if phash is None else phash) if "phash" in names else None)
+
+
+@app.command()
+@fails_cleanly
+def decontaminate(
+    mix_dir: MixDir,
+    against: Annotated[list[str], typer.Option(help="A recipe (.yaml: its exclude: and dedupe: sections) or an "
+                                               "evaluation set as KIND:PATH, e.g. pope:coco_pope_random.json; "
+                                               "repeat for several.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The clean mix folder to write.")],
+    tiers: Annotated[str | None, typer.Option(help="Tiers to run, e.g. ids,bytes,pixels,phash (default: the "
+                                              "recipe's, else all four).")] = None,
+    phash: Annotated[int | None, typer.Option(help="pHash Hamming threshold in bits (default 4).")] = None,
+    links: Annotated[list[Path] | None, typer.Option(help="Visual Genome image_data.json: VG <-> COCO ids.")] = None,
+    eval_image_root: Annotated[Path | None, typer.Option(help="Folder of the KIND:PATH sets' images, for the "
+                                                         "bytes, pixels and pHash tiers.")] = None,
+    workers: Annotated[int, typer.Option(help="Processes that fingerprint images.")] = 1,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Do not check the parent's shards and index "
+                                            "against its manifest while reading them.")] = False,
+) -> None:
+    """A copy of a mix without the samples that show an evaluation image (and, by a recipe's dedupe:, repeats)."""
+    from datamix.decontam.mix import decontaminate as run, parse_against
+
+    exclude, dedupe = parse_against(against, parse_tiers(tiers, phash), list(links or []), eval_image_root)
+    manifest = run(mix_dir, out, exclude=exclude, dedupe=dedupe, workers=workers, verify=not no_verify)
+    removed = manifest["parent"]["removed"]
+    typer.echo(f"{manifest['name']}: {manifest['samples']:,} samples kept, {removed:,} removed -> {out}")
+    for stage in ("decontaminate", "dedupe"):
+        for name, tally in (manifest["decontamination"].get(stage) or {}).get("removed", {}).items():
+            if tally:
+                typer.echo(f"  {stage:<13} {name:<20} " + ", ".join(f"{t} {n:,}" for t, n in tally.items()))

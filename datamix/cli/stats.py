@@ -52,6 +52,11 @@ def stats(
                                             "(needs --tokenizer and a mix folder).")] = "base",
     model_max_length: Annotated[int, typer.Option(help="The trainer's length limit, image tokens included "
                                                   "(for --resolution hd).")] = 2048,
+    duplicates: Annotated[int | None, typer.Option(min=0, max=63, help="Also find duplicate images in a mix folder: "
+                                                   "the same file under several paths, the same pixels in another "
+                                                   "file, and near duplicates whose pHash is within this many bits "
+                                                   "(decodes every image once; 4 catches resized copies).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Processes decoding images for --duplicates.")] = 1,
 ) -> None:
     """Per source and in total: samples, shares, turns, images, text lengths, answers, prompts, duplicates."""
     from datamix.stats import compute_stats, load_target
@@ -65,6 +70,8 @@ def stats(
         raise InputError(f"--resolution must be base or hd, got {resolution!r}")
     if resolution == "hd" and tokenizer is None:
         raise InputError("--resolution hd counts tokens: give the model's --tokenizer")
+    if duplicates is not None and first_is_not_mix(targets[0]):
+        raise InputError(f"{targets[0]}: --duplicates reads the images of a mix folder (a built mix)")
     if _is_reference(targets[0]):
         raise InputError(f"{targets[0]}: a reference manifest can only be the second target or --against")
     first = load_target(targets[0])
@@ -92,16 +99,32 @@ def stats(
 
         out["resolution"] = resolution_stats(targets[0], tokenizer, max_length=model_max_length)
         tables.append(resolution_table(out["resolution"]))
+    dup = None
+    if duplicates is not None:
+        from datamix.stats.duplicates import duplicate_images
+        from datamix.stats.tables import duplicates_table
+
+        dup = duplicate_images(targets[0], duplicates, workers=workers)
+        out["duplicate_images"] = dup
+        tables.append(duplicates_table(dup, list(result["sources"])))
     print_tables(tables, overlap_note(result))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         typer.echo(f"wrote {json_out}")
     if report is not None:
+        from datamix.decontam.report import load_decontamination
         from datamix.stats.report import write_report
 
-        page = write_report(report, result, comparison, other, vs)
+        removed = load_decontamination(targets[0]) if first.kind == "mix" else None
+        page = write_report(report, result, comparison, other, vs, dup, decontamination=removed)
         typer.echo(f"wrote {page}")
+
+
+def first_is_not_mix(path: Path) -> bool:
+    from datamix.stats.load import is_mix
+
+    return not is_mix(path)
 
 
 def _ids(target):

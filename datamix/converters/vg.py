@@ -108,6 +108,15 @@ class ImageData(msgspec.Struct):
     url: str | None = None
 
 
+class CocoLink(msgspec.Struct):
+    """What `load_coco_links` reads of an image_data.json record (apart from ImageData: a bad coco_id must
+    not cost the converter an image)."""
+
+    image_id: int | None = None
+    id: int | None = None
+    coco_id: int | None = None  # null, or -1, when the image is not a COCO image
+
+
 class VG(Converter):
     id = "vg"
     description = "Visual Genome region_descriptions.json + image_data.json: sampled REG/REC turns per image"
@@ -348,6 +357,18 @@ def load_image_data(path: Path) -> pl.DataFrame:
         "image_id": [r.image_id if r.image_id is not None else r.id for r in records],
         "width": [r.width for r in records], "height": [r.height for r in records], "image_path": paths,
     }, schema=IMAGE_COLUMNS).filter(pl.col("image_id").is_not_null())
+
+
+def load_coco_links(path: Path) -> list[tuple[int, int]]:
+    """image_data.json -> (VG image id, COCO image id) of every image that is also a COCO image."""
+    data = read_bytes(path)
+    if first_byte(data) != b"[":
+        raise ConverterError(f"{path}: not image_data.json: expected a JSON list of images")
+    records = decode_typed(path, data, list[CocoLink])
+    if records is None:  # a record that does not fit is skipped: it links nothing
+        records = [r for r in (convert_record(x, CocoLink)[0] for x in decode_any(path, data)) if r is not None]
+    pairs = [(r.image_id if r.image_id is not None else r.id, r.coco_id) for r in records]
+    return [(vg, coco) for vg, coco in pairs if vg is not None and coco is not None and coco >= 0]
 
 
 def load_region_descriptions(path: Path, ledger: Ledger, first_entry: int) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -7,11 +7,13 @@ The files and their order are listed in `layout`; the manifest's schema is `mani
 
 from __future__ import annotations
 
-from datamix.mixdir.layout import CARD, INDEX, MANIFEST, RECORDED_FILES, REJECTS, STATS, WORK
+from datamix.mixdir.layout import (CARD, DECONTAMINATION, INDEX, MANIFEST, OPTIONAL_FILES, RECORDED_FILES, REJECTS,
+                                   STATS, WORK)
 from datamix.mixdir.manifest import FORMAT, SEAL, Manifest, load_manifest, manifest_digest, selection_digest
 from datamix.mixdir.reader import iter_members, iter_samples, read_index, shard_paths
 from datamix.mixdir.writer import MixWriter
 
-__all__ = ["CARD", "FORMAT", "INDEX", "MANIFEST", "RECORDED_FILES", "REJECTS", "SEAL", "STATS", "WORK", "Manifest",
+__all__ = ["CARD", "DECONTAMINATION", "FORMAT", "INDEX", "MANIFEST", "OPTIONAL_FILES", "RECORDED_FILES", "REJECTS",
+           "SEAL", "STATS", "WORK", "Manifest",
            "MixWriter", "iter_members", "iter_samples", "load_manifest", "manifest_digest", "read_index",
            "selection_digest", "shard_paths"]

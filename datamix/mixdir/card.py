@@ -50,7 +50,10 @@ def card_text(*, name: str, description: str, samples: int, shards: list[str], i
     lines = ["---", head.rstrip("\n"), "---", "", f"# {name}", ""]
     if description:
         lines += [description.strip(), ""]
-    if parent is not None:
+    if parent is not None and parent.get("ratio") is None:
+        lines += [f"Cut from `{parent['name']}` by `datamix decontaminate`: {parent.get('removed', 0):,} samples that "
+                  "show an evaluation image or repeat another were removed (see decontamination.json).", ""]
+    elif parent is not None:
         lines += [f"A subsample of `{parent['name']}` at ratio {parent['ratio']:g}: every source's samples "
                   "ranked by the parent's seed, the first of each taken.", ""]
     lines += [f"{samples:,} samples in {len(shards)} WebDataset shard(s), written by datamix.", "",

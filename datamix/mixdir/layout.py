@@ -5,6 +5,7 @@
     rejects.jsonl          every sample not in the mix, with its stage and reason
     stats.json             the figures `datamix stats` prints, plus the counts only the writer knows
     README.md              the dataset card: Hugging Face `datasets` opens the folder by it
+    decontamination.json   only where samples were removed by exclude / dedupe: counts and example pairs
     manifest.json          written last: every other file's sha256, sealed with its own
 """
 
@@ -15,7 +16,9 @@ INDEX = "index.parquet"
 STATS = "stats.json"
 REJECTS = "rejects.jsonl"
 CARD = "README.md"
+DECONTAMINATION = "decontamination.json"
 
 # Hashed in the manifest (`files`), in the order they are written; the shards are listed on their own.
 RECORDED_FILES = (INDEX, REJECTS, STATS, CARD)
+OPTIONAL_FILES = (DECONTAMINATION,)  # hashed in `files` too when written
 WORK = ".work"  # a build's cache (converted sources, buckets, journal); never part of the mix

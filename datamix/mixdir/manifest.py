@@ -39,6 +39,7 @@ class Manifest:
     shards: list[dict]
     files: dict[str, str]
     parent: dict | None = None  # a rung: {name, manifest_sha256, ratio}
+    decontamination: dict | None = None  # samples removed by exclude / dedupe: per source, tier, evaluation set
     format: str = FORMAT
     datamix_version: str = field(default_factory=lambda: _version())
     python: str = field(default_factory=platform.python_version)

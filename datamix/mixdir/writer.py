@@ -19,10 +19,10 @@ from datamix.jsonio import write_jsonl
 from datamix.ledger import tally_reasons
 from datamix.mixdir.card import card_text
 from datamix.mixdir.index import IndexWriter, SourceStats
-from datamix.mixdir.layout import CARD, INDEX, RECORDED_FILES, REJECTS, STATS
+from datamix.mixdir.layout import CARD, DECONTAMINATION, INDEX, RECORDED_FILES, REJECTS, STATS
 from datamix.mixdir.manifest import Manifest, json_text, selection_digest
 from datamix.mixdir.shards import ShardRecord, ShardWriter, pack_sample, sha256_file
-from datamix.paths import write_atomic
+from datamix.paths import remove_file, write_atomic
 
 # What the caller knows of each source (the writer counts the rest): `images_checked` is how many image
 # rows a build verified (0 in a rung, which copies bytes), `records_in` the raw records converted (None in a rung).
@@ -94,28 +94,39 @@ class MixWriter:
         self.index.abort()
 
     def finish(self, *, seed: int, recipe: dict, inputs: dict, counts: dict[str, dict], rejects: list[dict],
-               parent: dict | None = None) -> dict:
-        """Write the records and, last, the manifest; returns the manifest as written."""
+               parent: dict | None = None, decontamination: dict | None = None,
+               examples: list[dict] | None = None) -> dict:
+        """Write the records and, last, the manifest; returns the manifest as written.
+
+        `decontamination`: the counts of samples removed by exclude / dedupe (manifest, stats.json and
+        decontamination.json, which also holds the `examples` pairs for the report)."""
         shards = self.done + self.shards.close()
         stats = self.index.close()
         write_jsonl(self.out / REJECTS, rejects)
         per_source = {name: self._source_record(name, counts[name], stats.get(name, SourceStats()), rejects)
                       for name in self.sources}
-        write_atomic(self.out / STATS, json_text(self._statistics(per_source, parent)))
+        figures = self._statistics(per_source, parent)
+        recorded = list(RECORDED_FILES)
+        remove_file(self.out, DECONTAMINATION)  # an earlier build's: not this one's
+        if decontamination is not None:
+            figures["decontamination"] = decontamination
+            write_atomic(self.out / DECONTAMINATION, json_text(decontamination | {"examples": examples or []}))
+            recorded.append(DECONTAMINATION)
+        write_atomic(self.out / STATS, json_text(figures))
         digests = self._digests(seed)
         card = card_text(name=self.name, description=recipe.get("description") or "",
                          samples=sum(s.samples for s in shards), shards=[s.name for s in shards],
                          image_members=self.image_members, sources=per_source, parent=parent)
         write_atomic(self.out / CARD, card)
         manifest = Manifest(
-            name=self.name, seed=seed, recipe=recipe, inputs=inputs, parent=parent,
+            name=self.name, seed=seed, recipe=recipe, inputs=inputs, parent=parent, decontamination=decontamination,
             sources={name: {k: per_source[name][k] for k in ("available", "requested", "selected", "written")}
                      | {"rejected": sum(sum(by_reason.values()) for by_reason in per_source[name]["rejected"].values()),
                         "selected_ids_sha256": digests.get(name, selection_digest(seed, name, []))}
                      for name in self.sources},
             samples=sum(s.samples for s in shards), bytes=sum(s.bytes for s in shards),
             shards=[s.__dict__ for s in shards],
-            files={name: sha256_file(self.out / name) for name in RECORDED_FILES})
+            files={name: sha256_file(self.out / name) for name in recorded})
         return manifest.write(self.out)
 
     def _source_record(self, name: str, given: dict, stats: SourceStats, rejects: list[dict]) -> dict:

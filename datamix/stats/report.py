@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 from pathlib import Path
 
+from datamix.images import decode_image
 from datamix.stats import charts
-from datamix.stats.tables import Table, compare_table, overlap_note, stats_tables
+from datamix.stats.tables import Table, compare_table, duplicates_table, overlap_note, stats_tables
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:.5em 0 .2em;font-size:14px}th,td{padding:3px 10px;text-align:right}
 th:first-child,td:first-child{text-align:left}th{border-bottom:2px solid #444}tr:last-child td{border-top:1px solid #888;font-weight:600}
-.note{color:#666;font-size:13px;margin-bottom:1.5em}img{max-width:100%;display:block;margin:1em 0}"""
+.note{color:#666;font-size:13px;margin-bottom:1.5em}img{max-width:100%;display:block;margin:1em 0}
+.pairs{display:flex;flex-wrap:wrap;gap:12px}.pair{border:1px solid #ccc;padding:6px;font-size:12px;max-width:360px}
+.pair img{display:inline-block;margin:0 4px 0 0;vertical-align:top}.pair .label{font-weight:600}"""
+THUMBNAIL = 160  # px, the longer side of an example image on a page
 SCRIPT = """<script>
 function chartsReady(){const imgs=[...document.images];
  if(imgs.every(i=>i.complete)){document.body.dataset.charts=imgs.every(i=>i.naturalWidth>0)?'loaded':'broken';}
@@ -44,15 +49,63 @@ def chart_pngs(stats: dict, other: dict | None = None) -> dict[str, bytes]:
     return out
 
 
+def thumbnail_uri(data: bytes | str | None, relative: str, max_pixels: int) -> str | None:
+    """A small JPEG data URI of an image for a report page, or None if it cannot be shown."""
+    if not isinstance(data, bytes):
+        return None
+    img = decode_image(data, relative, max_pixels)
+    if isinstance(img, str):
+        return None
+    with img:
+        small = img.convert("RGB")
+        small.thumbnail((THUMBNAIL, THUMBNAIL))
+        out = io.BytesIO()
+        small.save(out, "JPEG", quality=80, optimize=False, progressive=False)
+    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()
+
+
+def pairs_html(title: str, pairs: list[dict]) -> str:
+    """Image pairs side by side, for a person to judge a threshold: each pair is {"label", "left", "right"},
+    a side being {"uri" (a data URI or None), "caption"}."""
+    def side(s: dict) -> str:
+        img = f'<img alt="" src="{s["uri"]}">' if s.get("uri") else "<em>(no image)</em>"
+        return f"<div>{img}<div>{html.escape(s['caption'])}</div></div>"
+
+    items = "".join(f'<div class="pair"><div class="label">{html.escape(p["label"])}</div>'
+                    f'<div style="display:flex;gap:6px">{side(p["left"])}{side(p["right"])}</div></div>'
+                    for p in pairs)
+    return f"<h3>{html.escape(title)}</h3><div class=\"pairs\">{items or '<em>none</em>'}</div>"
+
+
+def duplicate_pairs_html(dup: dict) -> str:
+    def side(use: dict, uri: str | None) -> dict:
+        return {"uri": uri, "caption": f"{use['source']} {use['key']}: {use['path']}"}
+
+    pairs = [{"label": f"distance {e['distance']}", "left": side(e["a"], e["a_thumbnail"]),
+              "right": side(e["b"], e["b_thumbnail"])} for e in dup["examples"]]
+    return pairs_html(f"near-duplicate examples (up to {dup['max_distance']} bits, a few at each distance)", pairs)
+
+
 def write_report(out_dir: str | Path, stats: dict, comparison: dict | None = None, other: dict | None = None,
-                 against: dict | None = None) -> Path:
-    """Write DIR/index.html (self-contained), DIR/*.png and DIR/stats.json; return the page's path."""
+                 against: dict | None = None, duplicates: dict | None = None,
+                 decontamination: dict | None = None) -> Path:
+    """Write DIR/index.html (self-contained), DIR/*.png and DIR/stats.json; return the page's path.
+    `decontamination`: a mix's decontamination.json, shown as counts and example pairs."""
     intro = (f"{stats['samples']:,} samples ({html.escape(stats['kind'])}); lengths in "
              f"{html.escape(stats['length_unit'])}{' (' + html.escape(stats['tokenizer']) + ')' if stats['tokenizer'] else ''}."
              f" {html.escape(overlap_note(stats))}")
     tables = stats_tables(stats) + [compare_table(c) for c in (comparison, against) if c is not None]
+    extra = ""
+    if duplicates is not None:
+        tables.append(duplicates_table(duplicates, list(stats["sources"])))
+        extra = duplicate_pairs_html(duplicates)
+    if decontamination is not None:
+        from datamix.decontam.report import section_html
+
+        extra += section_html(decontamination)
+    data = stats if duplicates is None else stats | {"duplicate_images": duplicates}
     return write_page(out_dir, f"datamix stats: {stats['name']}", intro, chart_pngs(stats, other), tables,
-                      "stats.json", stats)
+                      "stats.json", data, extra)
 
 
 def write_audit_report(out_dir: str | Path, result: dict) -> Path:
@@ -74,8 +127,9 @@ def write_audit_report(out_dir: str | Path, result: dict) -> Path:
 
 
 def write_page(out_dir: str | Path, title: str, intro_html: str, pngs: dict[str, bytes], tables: list[Table],
-               json_name: str, data: dict) -> Path:
-    """DIR/index.html (charts embedded as data URIs, then the tables), DIR/*.png and DIR/<json_name>."""
+               json_name: str, data: dict, extra_html: str = "") -> Path:
+    """DIR/index.html (charts embedded as data URIs, then the tables, then `extra_html`), DIR/*.png and
+    DIR/<json_name>."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name, png in pngs.items():
@@ -85,6 +139,7 @@ def write_page(out_dir: str | Path, title: str, intro_html: str, pngs: dict[str,
         uri = "data:image/png;base64," + base64.b64encode(png).decode()
         parts.append(f'<img alt="{name[:-4]}" src="{uri}">')
     parts += [html_table(t) for t in tables]
+    parts.append(extra_html)
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
             f"</title><style>{STYLE}</style>{SCRIPT}</head><body>{''.join(parts)}</body></html>")
     (out / "index.html").write_text(page, encoding="utf-8")

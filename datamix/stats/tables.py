@@ -115,3 +115,19 @@ def _pp(value) -> str:
 
 def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def duplicates_table(dup: dict, order: list[str]) -> Table:
+    """`--duplicates N`: per source, the images that repeat an earlier one of the mix, by kind."""
+    same_file, same_pixels, near = dup["same_file_other_path"], dup["same_pixels_other_file"], dup["near"]
+    names = [s for s in order if s in {*same_file["per_source"], *same_pixels["per_source"], *near["per_source"]}]
+    rows = [[name, n(same_file["per_source"].get(name, 0)), n(same_pixels["per_source"].get(name, 0)),
+             n(near["per_source"].get(name, 0))] for name in names]
+    rows.append([TOTAL_LABEL, n(same_file["images"]), n(same_pixels["images"]), n(near["images"])])
+    by_distance = ", ".join(f"{d}: {k:,}" for d, k in near["by_distance"].items()) or "none"
+    return Table(f"duplicate images (near: pHash within {dup['max_distance']} bits)",
+                 ["source", "same file, other path", "same pixels, other file", "near duplicate"], rows,
+                 f"{dup['distinct_images']:,} distinct images; same file: images stored under several paths; "
+                 f"same pixels / near: images repeating an earlier one in mix order; near pairs by distance: "
+                 f"{by_distance}; {near['across_sources']:,} near pairs across sources"
+                 + (f"; {dup['unreadable']:,} images no longer decode" if dup["unreadable"] else ""))

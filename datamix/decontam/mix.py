@@ -1,0 +1,152 @@
+"""`datamix decontaminate MIX_DIR --against ... --out CLEAN_DIR`: a finished mix without its contaminated samples.
+
+The evaluation sets come from recipes (their `exclude:` sets, links and tiers, and their `dedupe:`) or from
+`KIND:PATH` arguments. The decision is the build's (`decide.decide`) over every sample of the mix: ids from the
+samples' image paths, fingerprints from the image bytes stored in the shards (one pass, through the process
+pool). The result is written like a subsample rung (`subsample.write_rungs`): a complete mix whose manifest names
+its parent, whose ledger holds the removed samples (stage `decontaminate` / `dedupe`), verified by `datamix verify`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from datamix.builder.exclude import stored_conversation_hashes
+from datamix.builder.workers import mapper
+from datamix.decontam.decide import SourceRows, decide
+from datamix.decontam.evalsets import KINDS, read_eval_set
+from datamix.decontam.keys import Links
+from datamix.decontam.prints import file_fingerprints
+from datamix.fingerprints import fingerprint_bytes_job
+from datamix.decontam.spec import DedupeSpec, EvalSpec, ExcludeSpec, Tiers
+from datamix.errors import InputError
+from datamix.mixdir import INDEX, iter_samples, load_manifest, read_index
+from datamix.mixdir.shards import sha256_file
+from datamix.paths import is_safe_name
+from datamix.recipe import DEFAULT_MAX_PIXELS, load_recipe
+from datamix.selection import rank_order
+from datamix.subsample import Rung, write_rungs
+
+BATCH = 256  # images in flight to the workers at once
+
+
+def parse_against(values: list[str], tiers: Tiers | None, links: list[Path], image_root: Path | None
+                  ) -> tuple[ExcludeSpec | None, DedupeSpec | None]:
+    """`--against` values: recipe files (.yaml/.yml) or `KIND:PATH` evaluation sets, merged in the order given."""
+    sets: list[EvalSpec] = []
+    dedupe = None
+    recipe_tiers = None
+    for value in values:
+        if value.endswith((".yaml", ".yml")):
+            recipe = load_recipe(value, check_files=False)
+            if recipe.exclude is None and recipe.dedupe is None:
+                raise InputError(f"{value}: the recipe has no exclude: or dedupe: section to apply")
+            if recipe.exclude is not None:
+                sets += recipe.exclude.sets
+                links += recipe.exclude.links
+                recipe_tiers = recipe_tiers or recipe.exclude.tiers
+            dedupe = dedupe or recipe.dedupe
+            continue
+        kind, sep, path = value.partition(":")
+        if not sep or kind not in KINDS or not path:
+            raise InputError(f"--against {value!r}: give a recipe (.yaml) or KIND:PATH with KIND one of "
+                             f"{', '.join(KINDS)}, e.g. pope:coco_pope_random.json")
+        name = Path(path).stem if is_safe_name(Path(path).stem) else kind
+        if not Path(path).exists():
+            raise InputError(f"--against {value!r}: {path} does not exist")
+        sets.append(EvalSpec(name=name, kind=kind, path=Path(path), image_root=image_root))
+    names = [s.name for s in sets]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InputError(f"--against: evaluation set name(s) given twice: {', '.join(repeated)}")
+    exclude = ExcludeSpec(tuple(sets), tiers or recipe_tiers or Tiers(), tuple(links)) if sets else None
+    return exclude, dedupe
+
+
+def decontaminate(mix_dir: str | Path, out: str | Path, *, exclude: ExcludeSpec | None, dedupe: DedupeSpec | None,
+                  workers: int = 1, verify: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
+    """Write the clean copy of `mix_dir` into `out`; returns its manifest."""
+    mix_dir, out = Path(mix_dir), Path(out)
+    if exclude is None and dedupe is None:
+        raise InputError("nothing to remove against: give --against with evaluation sets or a recipe")
+    manifest = load_manifest(mix_dir)
+    index = read_index(mix_dir, ["id", "source", "images"], manifest=manifest if verify else None)
+    ids = np.asarray(index.column("id").to_pylist(), dtype=object)
+    by_row = np.asarray(index.column("source").to_pylist(), dtype=object)
+    images = [list(x or []) for x in index.column("images").to_pylist()]
+    hashes = stored_conversation_hashes(mix_dir / INDEX) if dedupe is not None and dedupe.conversations else None
+    converters = {s["name"]: s.get("converter") for s in manifest.get("recipe", {}).get("sources", [])}
+    names = [s for s in manifest["sources"] if s in set(by_row.tolist())] + sorted(set(by_row.tolist())
+                                                                                  - set(manifest["sources"]))
+    positions = [np.flatnonzero(by_row == s) for s in names]
+    sources = [SourceRows(name=s, converter=converters.get(s), labels=ids[p].tolist(), images=[images[i] for i in p],
+                          rank=rank_order(manifest["seed"], s, ids[p].tolist()),
+                          conversations=None if hashes is None else hashes[p])
+               for s, p in zip(names, positions)]
+    with mapper(workers) as pool:
+        eval_sets = [read_eval_set(spec) for spec in exclude.sets] if exclude is not None else []
+        eval_prints = [file_fingerprints(es.image_root, [i.image for i in es.items if i.image], max_pixels, pool)
+                       if exclude.tiers.fingerprints and es.image_root is not None else {} for es in eval_sets]
+        eval_prints = [[found.get(i.image) if i.image else None for i in es.items]
+                       for es, found in zip(eval_sets, eval_prints)]
+        stored = _StoredImages(mix_dir, manifest, positions, pool, max_pixels, verify)
+        decision = decide(sources, exclude=exclude, dedupe=dedupe, eval_sets=eval_sets, eval_prints=eval_prints,
+                          links=Links.read(exclude.links) if exclude is not None else Links(),
+                          prints=stored.prints, read=stored.read, max_pixels=max_pixels)
+    kept = np.sort(np.concatenate([p[~r] for p, r in zip(positions, decision.removed)] or [np.zeros(0, np.int64)]))
+    counts = {s.name: {"available": len(s.labels), "requested": int((~r).sum()), "selected": int((~r).sum()),
+                       "images_checked": 0, "records_in": None} for s, r in zip(sources, decision.removed)}
+    removed = int(sum(r.sum() for r in decision.removed))
+    record = decision.record | {"against": [_described(s) for s in (exclude.sets if exclude else ())]}
+    rung = Rung(ratio=1.0, name=manifest["name"], out=out, positions=kept.astype(np.int64), counts=counts,
+                lineage={"ratio": None, "removed": removed}, rejects=[e for r in decision.rejects for e in r],
+                decontamination=record, examples=decision.examples)
+    return write_rungs(mix_dir, manifest, [rung], ids, verify=verify, command="decontaminate")[0]
+
+
+def _described(spec: EvalSpec) -> dict:
+    return {"name": spec.name, "kind": spec.kind, "file": spec.path.name,
+            "sha256": sha256_file(spec.path) if spec.path.is_file() else None}
+
+
+class _StoredImages:
+    """The image bytes a mix stores, fingerprinted in one pass over its shards on first use."""
+
+    def __init__(self, mix_dir: Path, manifest: dict, positions: list[np.ndarray], pool, max_pixels: int,
+                 verify: bool):
+        self.mix_dir, self.manifest, self.positions = mix_dir, manifest, positions
+        self.pool, self.max_pixels, self.verify = pool, max_pixels, verify
+        self.where = {int(p): (n, row) for n, rows in enumerate(positions) for row, p in enumerate(rows)}
+        self.found: dict[tuple[int, int], list] | None = None
+
+    def prints(self, n: int, rows: list[int]) -> dict[int, list]:
+        if self.found is None:
+            self.found = self._fingerprint_all()
+        return {r: self.found.get((n, r), []) for r in rows}
+
+    def _fingerprint_all(self) -> dict[tuple[int, int], list]:
+        found: dict[tuple[int, int], list] = {}
+        owners, batch = [], []
+        for key, row, members in iter_samples(self.mix_dir, manifest=self.manifest, verify=self.verify):
+            for suffix, path in zip(row["image_members"], row["images"]):
+                owners.append(self.where[int(key)])
+                batch.append((members[suffix], path, self.max_pixels))
+            if len(batch) >= BATCH:  # bounded: the pool would otherwise queue every image of the mix at once
+                self._run(batch, owners, found)
+        self._run(batch, owners, found)
+        return found
+
+    def _run(self, batch: list, owners: list, found: dict) -> None:
+        for owner, fp in zip(owners, self.pool.imap(fingerprint_bytes_job, batch, chunksize=8)):
+            found.setdefault(owner, []).append(fp)
+        batch.clear()
+        owners.clear()
+
+    def read(self, n: int, row: int, k: int) -> bytes | None:
+        position = int(self.positions[n][row])
+        for _, sample, members in iter_samples(self.mix_dir, positions=[position], manifest=self.manifest,
+                                               verify=False):
+            return members.get(sample["image_members"][k])
+        return None
