@@ -51,3 +51,8 @@ def check_output(out: Path, inputs: list[Path]) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"{out.parent}: cannot create the output folder ({exc.strerror or exc})") from None
+
+
+def convert_in_worker(args: tuple[str, list[str], Path, ConvertOptions]) -> Ledger:
+    """`run_conversion` in another process (`datamix convert --engine ray`): the ledger comes back."""
+    return run_conversion(*args)

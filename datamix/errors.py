@@ -27,3 +27,7 @@ class BuildError(DatamixError):
 
 class BusyError(DatamixError):
     """Another datamix process is writing to the same output folder."""
+
+
+class EngineError(DatamixError):
+    """The engine asked for cannot run: Ray not installed, a cluster that does not answer, a folder it cannot see."""

@@ -59,9 +59,10 @@ class Atomic:
     open across calls by a streaming writer, which calls `commit()` or `discard()`.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, attempt: str = ""):
+        """`attempt`: a tag for the temporary name (`<name>.<attempt>.tmp`) when several writers may race."""
         self.path = Path(path)
-        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.tmp = self.path.with_name(self.path.name + (f".{attempt}" if attempt else "") + ".tmp")
 
     def commit(self) -> None:
         self.tmp.replace(self.path)

@@ -225,3 +225,36 @@ def test_shards_are_the_bytes_webdataset_tarwriter_writes(tmp_path):
     [record] = writer.close()
     assert (tmp_path / record.name).read_bytes() == expected.getvalue()
     assert record.bytes == len(expected.getvalue()) and record.samples == 4
+
+
+def test_a_shard_written_elsewhere_is_the_shard_the_writer_writes_cut_at_the_same_samples(tmp_path):
+    """ShardPlan is the one cut rule: replayed over the sizes alone it gives ShardWriter's shards, and
+    write_shard (what a Ray task runs) gives their bytes, under a per-attempt temporary name."""
+    from datamix.mixdir.shards import ShardPlan, ShardWriter, pack_sample, write_shard
+
+    packed = [pack_sample(f"{i:06d}", {"json": b"x" * (3000 if i % 5 == 0 else 100)}) for i in range(23)]
+    local = ShardWriter(tmp_path / "local", "m", max_samples=3, max_bytes=4096)
+    (tmp_path / "local").mkdir()
+    for data in packed:
+        local.write(data)
+    records = local.close()
+    plan, starts = ShardPlan(3, 4096), []
+    for i, data in enumerate(packed):
+        if plan.place(len(data)):
+            starts.append(i)
+    assert starts == [r.first for r in records] and {r.samples for r in records[:-1]} == {2, 3}  # both rules cut
+    (tmp_path / "elsewhere").mkdir()
+    for record, stop in zip(records, [*starts[1:], len(packed)]):
+        again = write_shard(tmp_path / "elsewhere", record.name, record.first, packed[record.first:stop], "0a1b")
+        assert again == record
+        assert (tmp_path / "elsewhere" / record.name).read_bytes() == (tmp_path / "local" / record.name).read_bytes()
+    assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == [r.name for r in records]
+
+
+def test_the_shard_names_a_writer_may_delete_are_exactly_its_own():
+    from datamix.mixdir.shards import shard_pattern
+
+    pattern = shard_pattern("m")
+    assert all(pattern.fullmatch(n) for n in ("m-000001.tar", "m-000001.tar.tmp", "m-000001.tar.0a1b2c3d.tmp"))
+    assert not any(pattern.fullmatch(n) for n in ("m-000001.tar.bad", "m-000001.tar.cafe", "m-backup.tar",
+                                                  "m-000001.tar.bak.tmp", "m-1.tar", "n-000001.tar"))

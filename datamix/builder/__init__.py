@@ -6,6 +6,8 @@
 3. shuffle + route: seeded global shuffle into position buckets     -> builder/write.py
 4. shards: WebDataset tars, written under .tmp and renamed, journaled -> mixdir.MixWriter
 5. record: rejects, stats, dataset card, then manifest.json LAST      -> mixdir.MixWriter.finish
+
+Steps 1, 2 and 4 run on an engine (builder/engines.py): local processes, or Ray tasks (builder/ray_engine.py).
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import pyarrow.parquet as pq
 from datamix.builder.exclude import Exclusion, exclude_rows
 from datamix.builder.pick import Picked, pick_source
 from datamix.builder.prepare import PreparedSource, conversion_budget_problem, prepare_in_worker, prepare_source
-from datamix.builder.workers import mapper
-from datamix.builder.write import route_to_buckets, shuffle_positions, write_shards
+from datamix.builder.engines import Engine, open_engine
+from datamix.builder.write import route_to_buckets, shuffle_positions
 from datamix.errors import BuildError, InputError
 from datamix.ledger import tally_reasons
 from datamix.lock import output_lock
@@ -78,8 +80,9 @@ def build_key(recipe: Recipe, prepared: list[PreparedSource], excluded: str = ""
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def prepare_all(recipe: Recipe, sources: list[SourceSpec], work: Path, workers: int) -> list[PreparedSource]:
-    with mapper(min(workers, len(sources))) as pool:
+def prepare_all(recipe: Recipe, sources: list[SourceSpec], work: Path, workers: int,
+                engine: Engine) -> list[PreparedSource]:
+    with engine.mapper(min(workers, len(sources))) as pool:
         return list(pool.imap(prepare_in_worker, [(recipe, s, work) for s in sources], chunksize=1))
 
 
@@ -101,21 +104,34 @@ def check_output_folder(recipe: Recipe, sources: list[SourceSpec], out: Path) ->
 
 
 def build(recipe_path: str | Path, out: str | Path, *, workers: int = 1, skip_planned: bool = False,
-          echo=print) -> dict:
+          engine: str = "local", address: str | None = None, echo=print) -> dict:
+    """`engine`: "local" or "ray" (builder/engines.py); `address`: the Ray cluster (none: a local Ray of
+    `workers` CPUs). The output is the same bytes whatever the engine and the worker count."""
+    if engine == "ray":  # every path a task gets must be absolute: a node has its own working directory
+        recipe_path, out = Path(recipe_path).absolute(), Path(out).absolute()
     recipe = load_recipe(recipe_path)
     sources = active_sources(recipe, skip_planned)
     out = Path(out)
     check_output_folder(recipe, sources, out)
-    with output_lock(out, f"datamix build {recipe.path.name}"):
-        return _build_locked(recipe, sources, out, workers, echo)
+    reads = paths_read(recipe, sources)
+    with output_lock(out, f"datamix build {recipe.path.name}"), \
+            open_engine(engine, workers=workers, address=address, out=out, reads=reads, echo=echo) as runner:
+        return _build_locked(recipe, sources, out, workers, echo, runner)
 
 
-def _build_locked(recipe: Recipe, sources: list[SourceSpec], out: Path, workers: int, echo) -> dict:
+def paths_read(recipe: Recipe, sources: list[SourceSpec]) -> list[Path]:
+    """What an engine's tasks read: each source's inputs, Parquet and image root, the evaluation sets' images."""
+    paths = [path for s in sources for path in (*s.inputs, s.parquet, s.image_root)]
+    paths += [e.image_root for e in recipe.exclude.sets] if recipe.exclude is not None else []
+    return [path for path in paths if path is not None]
+
+
+def _build_locked(recipe: Recipe, sources: list[SourceSpec], out: Path, workers: int, echo, engine: Engine) -> dict:
     remove_file(out, MANIFEST)  # its presence means "finished": not until we are
     work = out / ".work"
     echo(f"[1/4] converting {len(sources)} source(s)")
-    prepared = prepare_all(recipe, sources, work, workers)
-    with mapper(workers) as pool:
+    prepared = prepare_all(recipe, sources, work, workers, engine)
+    with engine.mapper(workers) as pool:
         excluded = exclude_rows(recipe, prepared, work, pool)
         chosen = resolve_targets(prepared, excluded)
         echo("[2/4] selecting and verifying images")
@@ -126,7 +142,8 @@ def _build_locked(recipe: Recipe, sources: list[SourceSpec], out: Path, workers:
         echo("[3/4] shuffling")
         total = _route(recipe, prepared, picks, work)
         echo(f"[4/4] writing {total:,} samples into shards")
-        writer = _write(recipe, prepared, out, work, build_key(recipe, prepared, excluded.key), total, pool)
+        key = build_key(recipe, prepared, excluded.key)
+        writer = _write(recipe, prepared, out, work, key, total, pool, engine)
     manifest = writer.finish(seed=recipe.seed, recipe=recipe.to_dict(), inputs={p.name: p.inputs for p in prepared},
                              counts={p.name: _given_counts(p, k) for p, k in zip(prepared, picks)},
                              rejects=_rejects(prepared, picks, excluded), decontamination=excluded.record,
@@ -156,7 +173,7 @@ def _route(recipe: Recipe, prepared: list[PreparedSource], picks: list[Picked], 
 
 
 def _write(recipe: Recipe, prepared: list[PreparedSource], out: Path, work: Path, key: str, total: int,
-           pool) -> MixWriter:
+           pool, engine: Engine) -> MixWriter:
     journal, key_file = work / "journal.jsonl", work / "build.key"
     if not key_file.exists() or key_file.read_text() != key:
         journal.unlink(missing_ok=True)
@@ -168,7 +185,7 @@ def _write(recipe: Recipe, prepared: list[PreparedSource], out: Path, work: Path
                        max_samples=recipe.shards.max_samples, max_bytes=recipe.shards.max_bytes)
     roots = {p.name: None if p.spec.image_root is None else str(p.spec.image_root) for p in prepared}
     # No abort on failure: what is left is what a kill leaves, and the next run resumes from the journal.
-    write_shards(work / "buckets", writer, roots, recipe.max_image_pixels, pool, skip_before=writer.position)
+    engine.write_shards(work / "buckets", writer, roots, recipe.max_image_pixels, pool, skip_before=writer.position)
     return writer
 
 

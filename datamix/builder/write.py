@@ -74,6 +74,7 @@ def _bucket_line(sample: Sample, picked: Picked, row: int, copy: int, position: 
         sample.meta["repeat_copy"] = copy
     row_dict = sample.to_dict() | {"id": mix_id(sample.id, converter, picked.name, copy), "source": picked.name}
     code, ext = int(picked.codes[row]), EXTENSIONS[int(picked.exts[row])]
+    # "p" first: `ordered_lines` reads it from the start of the line
     entry = {"p": position, "code": code, "ext": ext, "digest": picked.digests[row].tobytes().hex(),
              "exif": int(picked.orientations[row]) or None, "row": row_dict}
     return json.dumps(entry, ensure_ascii=False) + "\n"
@@ -118,14 +119,31 @@ def load_member_images(root: str | None, entry: dict, max_pixels: int) -> list[M
 
 def write_shards(bucket_dir: Path, writer: MixWriter, roots: dict[str, str | None], max_pixels: int,
                  pool: Mapper, skip_before: int) -> None:
-    for bucket in sorted(bucket_dir.glob("*.jsonl")):
-        entries = [json.loads(line) for line in bucket.read_text(encoding="utf-8").splitlines()]
-        entries = sorted((e for e in entries if e["p"] >= skip_before), key=lambda e: e["p"])
+    for bucket in buckets(bucket_dir):
+        entries = [json.loads(line) for line in ordered_lines(bucket, skip_before)]
         jobs = ((roots[e["row"]["source"]], e, max_pixels, writer.width) for e in entries)
         for entry, sample in zip(entries, pool.imap(ready_sample, jobs, chunksize=16)):
-            if isinstance(sample, str):  # verified minutes ago, unusable now: the input is being modified
-                raise BuildError(f"{entry['row']['id']}: {sample}; rerun the build once the inputs are stable")
+            if isinstance(sample, str):
+                raise input_changed(entry, sample)
             writer.append(sample)
+
+
+def buckets(bucket_dir: Path) -> list[Path]:
+    """The bucket files in position order (bucket k holds positions [k * BUCKET, (k + 1) * BUCKET))."""
+    return sorted(bucket_dir.glob("*.jsonl"))
+
+
+def ordered_lines(bucket: Path, skip_before: int) -> list[str]:
+    """A bucket's lines from position `skip_before` on, in position order, not decoded: `_bucket_line` writes the
+    position first (`{"p": 123, ...`), so it is read without parsing the row."""
+    lines = bucket.read_text(encoding="utf-8").splitlines()
+    keyed = sorted((int(line[6:line.index(",", 6)]), line) for line in lines)
+    return [line for position, line in keyed if position >= skip_before]
+
+
+def input_changed(entry: dict, reason: str) -> BuildError:
+    """Verified minutes ago, unusable now: the input is being modified."""
+    return BuildError(f"{entry['row']['id']}: {reason}; rerun the build once the inputs are stable")
 
 
 def _sample(entry: dict, images: list[Member]) -> tuple[dict, dict[str, bytes], list[str | None]]:

@@ -15,7 +15,12 @@ from datamix.cli import app, fails_cleanly
 def build(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file (see recipes/).")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder for the shards and records.")] = None,
-    workers: Annotated[int, typer.Option(help="Processes for conversion and image checks; output is identical.")] = 1,
+    workers: Annotated[int, typer.Option(help="Processes for conversion and image checks (with --engine ray and no "
+                                              "--address: the CPUs of the local Ray); output is identical.")] = 1,
+    engine: Annotated[str, typer.Option(help="Where the parallel work runs: local (processes here) or ray "
+                                             "(needs pip install 'datamix[ray]'); output is identical.")] = "local",
+    address: Annotated[str | None, typer.Option(help="With --engine ray: the cluster (auto, host:port, "
+                                                     "ray://host:port); none starts a local Ray.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved plan; write nothing.")] = False,
     skip_planned: Annotated[bool, typer.Option(
         "--skip-planned", help="Build without the sources marked planned (their converter does not exist yet).")] = False,
@@ -29,7 +34,8 @@ def build(
         return
     if out is None:
         raise typer.BadParameter("--out is required unless --dry-run", param_hint="--out")
-    manifest = run_build(recipe, out, workers=workers, skip_planned=skip_planned, echo=typer.echo)
+    manifest = run_build(recipe, out, workers=workers, skip_planned=skip_planned, engine=engine, address=address,
+                         echo=typer.echo)
     typer.echo(f"built {manifest['name']}: {manifest['samples']:,} samples in {len(manifest['shards'])} shard(s), "
                f"{manifest['bytes'] / 1e6:,.1f} MB -> {out}")
     for name, counts in manifest["sources"].items():

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from datamix.cli import app, fails_cleanly
-from datamix.convert import rejects_path, run_conversion
+from datamix.convert import convert_in_worker, rejects_path, run_conversion
 from datamix.converters import CONVERTERS, ConvertOptions
 from datamix.converters.options import parse_assignments
 from datamix.errors import ConverterError
@@ -36,14 +36,35 @@ def convert(
     option: Annotated[list[str] | None, typer.Option(
         "--option", "-O", help="A converter option as key=value, repeatable; each converter's options are "
                                "listed below and by `datamix converters`.")] = None,
+    engine: Annotated[str, typer.Option(help="local (this process) or ray (a task on the cluster, e.g. a node "
+                                             "with more memory; the files on a shared file system).")] = "local",
+    address: Annotated[str | None, typer.Option(help="With --engine ray: the cluster (auto, host:port, "
+                                                     "ray://host:port); none starts a local Ray.")] = None,
 ) -> None:
     """Convert the official files of one source into the unified schema (Parquet) plus a rejects ledger."""
     try:
         values = parse_assignments(option or [])
     except ValueError as exc:
         raise ConverterError(str(exc)) from None
-    ledger = run_conversion(source, paths, out, ConvertOptions(format_prompt=format_prompt, **values))
+    job = (source, paths, out, ConvertOptions(format_prompt=format_prompt, **values))
+    if engine == "local" and address is None:
+        ledger = run_conversion(*job)
+    else:
+        ledger = convert_on_engine(job, engine, address)
     print_report(ledger, out)
+
+
+def convert_on_engine(job: tuple, engine: str, address: str | None) -> Ledger:
+    """The same conversion as one task of the engine (the output the same bytes)."""
+    from datamix.builder.engines import open_engine
+
+    source, paths, out, options = job
+    out, paths = Path(out).absolute(), [str(Path(p).absolute()) for p in paths]  # a task's folder is not ours
+    out.parent.mkdir(parents=True, exist_ok=True)
+    reads = [Path(p) for p in paths if Path(p).exists()]  # globs are expanded by the task itself
+    with open_engine(engine, workers=1, address=address, out=out.parent, reads=reads, echo=typer.echo) as runner, \
+            runner.mapper(1) as pool:
+        return next(iter(pool.imap(convert_in_worker, [(source, paths, out, options)], chunksize=1)))
 
 
 def print_report(ledger: Ledger, out: Path) -> None:

@@ -4,7 +4,10 @@
   build's worker processes do the headers and the main process only appends ready bytes. The members
   are exactly TarWriter's (suffixes in sorted order, PAX-format headers, mode 0444; tested byte for byte),
   without importing webdataset, which imports torch (2 s of a build).
-- A shard is written under `<file>.tmp` and renamed when complete, so no partial shard is ever visible.
+- Where shards begin is decided in one place, `ShardPlan`, from the packed sizes alone, so a writer in
+  this process and shard files written elsewhere (a cluster's tasks) always cut at the same samples.
+- A shard is written under `<file>.tmp` and renamed when complete, so no partial shard is ever visible;
+  `write_shard` writes a whole shard file from its packed samples, for a writer outside this process.
 - Bytes are hashed as they are written (no second read), and each finished shard is appended to a
   journal, which is what lets an interrupted build resume after its last complete shard.
 - Tar headers carry a fixed mtime, user and mode, so the same samples always give the same bytes.
@@ -16,6 +19,7 @@ import hashlib
 import json
 import re
 import tarfile
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -69,11 +73,12 @@ def pack_sample(key: str, members: dict[str, bytes]) -> bytes:
 
 
 def shard_pattern(mix_name: str) -> re.Pattern:
-    """Exactly the file names a ShardWriter of this mix writes (finished or `.tmp`): what may be deleted.
+    """Exactly the file names a ShardWriter of this mix writes (finished, `.tmp`, or `.<attempt>.tmp` from
+    `write_shard`): what may be deleted.
 
     `<name>-backup.tar` or `<name>-v1.tar.gz` beside a mix are the user's, never ours to remove.
     """
-    return re.compile(re.escape(mix_name) + r"-\d{6,}\.tar(\.tmp)?")
+    return re.compile(re.escape(mix_name) + r"-\d{6,}\.tar((\.[0-9a-f]+)?\.tmp)?")
 
 
 def written_shards(folder: Path, mix_name: str) -> list[Path]:
@@ -93,8 +98,8 @@ class ShardRecord:
 class _HashingFile:
     """A write-only file that hashes and counts what passes through, under a temporary name until committed."""
 
-    def __init__(self, path: Path):
-        self.atomic = Atomic(path)
+    def __init__(self, path: Path, attempt: str = ""):
+        self.atomic = Atomic(path, attempt)
         self._file = open(self.atomic.tmp, "wb")
         self.sha = hashlib.sha256()
         self.size = 0
@@ -108,57 +113,103 @@ class _HashingFile:
         self._file.close()
 
 
+class ShardPlan:
+    """The cut rule, the one owner of where shards begin: a new shard once the open one holds `max_samples`
+    samples or `max_bytes` bytes or more. Fed the packed size of each sample in mix order."""
+
+    def __init__(self, max_samples: int, max_bytes: int, *, start_index: int = 0, start_position: int = 0):
+        self.max_samples, self.max_bytes = max_samples, max_bytes
+        self.index = start_index  # of the open shard, or of the next one while none is open
+        self.position = start_position  # of the next sample
+        self.first = start_position  # of the open shard's first sample
+        self.count = self.size = 0  # samples and bytes in the open shard (0: none open)
+
+    def place(self, size: int) -> bool:
+        """Count one sample of `size` packed bytes; True when it opens a new shard (numbered `index`)."""
+        if self.count and (self.count >= self.max_samples or self.size >= self.max_bytes):
+            self.index += 1
+            self.count = self.size = 0
+        opens = not self.count
+        if opens:
+            self.first = self.position
+        self.count += 1
+        self.size += size
+        self.position += 1
+        return opens
+
+
+def _seal(file: _HashingFile, name: str, first: int, samples: int) -> ShardRecord:
+    """End the archive as tarfile does (two zero blocks, then zeros to a whole 10 KiB record), rename it into place."""
+    file.write(END_OF_ARCHIVE)
+    file.write(tarfile.NUL * (-file.size % tarfile.RECORDSIZE))
+    file.close()
+    file.atomic.commit()
+    return ShardRecord(name, first, samples, file.size, file.sha.hexdigest())
+
+
+def write_shard(out_dir: Path, name: str, first: int, packed: Iterable[bytes], attempt: str = "") -> ShardRecord:
+    """A whole shard file from its packed samples, as ShardWriter writes it. `attempt` (hex) names the temporary
+    file, so two attempts at one shard (a retry while a lost one still runs) never write into the same file."""
+    file = _HashingFile(Path(out_dir) / name, attempt)
+    samples = 0
+    try:
+        for data in packed:
+            file.write(data)
+            samples += 1
+    except BaseException:
+        file.close()
+        file.atomic.discard()
+        raise
+    return _seal(file, name, first, samples)
+
+
 class ShardWriter:
-    """Writes packed samples (`pack_sample`) into rolling shards of at most `max_samples` samples, a new
-    shard starting once one holds `max_bytes` bytes."""
+    """Writes packed samples (`pack_sample`) into rolling shards cut by a `ShardPlan`, journaling each finished
+    one; or journals shards written elsewhere to the same plan (`add_record`)."""
 
     def __init__(self, out_dir: Path, name: str, *, max_samples: int, max_bytes: int,
                  journal: Path | None = None, start_index: int = 0, start_position: int = 0):
         self.out_dir, self.name = Path(out_dir), name
-        self.max_samples, self.max_bytes = max_samples, max_bytes
+        self.plan = ShardPlan(max_samples, max_bytes, start_index=start_index, start_position=start_position)
         self.journal = journal
-        self.index, self.position = start_index, start_position
         self.records: list[ShardRecord] = []
         self._file: _HashingFile | None = None  # while a shard is open
         self._count = self._first = 0
+
+    @property
+    def index(self) -> int:
+        """The number of the shard the last sample went into (or the next one)."""
+        return self.plan.index
+
+    @property
+    def position(self) -> int:
+        return self.plan.position
 
     def shard_name(self, index: int) -> str:
         return f"{self.name}-{index:06d}.tar"
 
     def write(self, packed: bytes) -> None:
-        if self._file is not None and (self._count >= self.max_samples or self._file.size >= self.max_bytes):
+        if self.plan.place(len(packed)):
             self._finish()
-        if self._file is None:
-            self._open()
+            self._file = _HashingFile(self.out_dir / self.shard_name(self.plan.index))
+            self._count, self._first = 0, self.plan.first
         self._file.write(packed)
         self._count += 1
-        self.position += 1
-
-    def _open(self) -> None:
-        self._file = _HashingFile(self.out_dir / self.shard_name(self.index))
-        self._count, self._first = 0, self.position
-
-    def _end_archive(self) -> None:
-        """Two zero blocks, then zeros up to a whole tar record (10 KiB), as tarfile closes an archive."""
-        self._file.write(END_OF_ARCHIVE)
-        self._file.write(tarfile.NUL * (-self._file.size % tarfile.RECORDSIZE))
 
     def _finish(self) -> None:
-        self._end_archive()
-        self._file.close()
-        self._file.atomic.commit()
-        record = ShardRecord(self.shard_name(self.index), self._first, self._count, self._file.size,
-                             self._file.sha.hexdigest())
+        if self._file is not None:
+            self.add_record(_seal(self._file, self._file.atomic.path.name, self._first, self._count))
+            self._file = None
+
+    def add_record(self, record: ShardRecord) -> None:
+        """A finished shard, in plan order: kept for the manifest and appended to the journal."""
         self.records.append(record)
         if self.journal is not None:
             with open(self.journal, "a", encoding="utf-8") as f:
                 f.write(json.dumps(asdict(record)) + "\n")
-        self._file = None
-        self.index += 1
 
     def close(self) -> list[ShardRecord]:
-        if self._file is not None:
-            self._finish()
+        self._finish()
         return self.records
 
     def abort(self) -> None:

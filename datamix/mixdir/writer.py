@@ -66,9 +66,24 @@ class MixWriter:
 
     def append(self, sample: ReadySample) -> None:
         """A sample prepared elsewhere (a build's worker processes): only its bytes and index row are added."""
+        self._check_order(sample)
+        self.shards.write(sample.packed)
+        self._add_to_index(sample)
+
+    def place(self, sample: ReadySample, size: int) -> bool:
+        """A sample whose `size` packed bytes another process writes into its shard (`shards.write_shard`; its
+        `packed` is not read): it takes its place in the shard plan and the index. True when it opens a shard;
+        the caller then journals each finished shard in order (`shards.add_record`)."""
+        self._check_order(sample)
+        opens = self.shards.plan.place(size)
+        self._add_to_index(sample)
+        return opens
+
+    def _check_order(self, sample: ReadySample) -> None:
         if sample.key != self.key(self.position):  # what keeps the output independent of the worker count
             raise ValueError(f"sample {sample.key} arrived at position {self.position}")
-        self.shards.write(sample.packed)
+
+    def _add_to_index(self, sample: ReadySample) -> None:
         self.image_members.update(sample.row["image_members"])
         self.index.add(sample.key, self.shards.shard_name(self.shards.index), sample.row, sample.image_sha256,
                        sample.image_bytes, sample.notes)
