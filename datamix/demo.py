@@ -707,6 +707,7 @@ def write_demo_data(out_dir: Path, *, seed: int = 0, n_images: int = 240) -> dic
     # OK-VQA, A-OKVQA, OCR-VQA and TextCaps: each from its own random stream, so the sources above are unchanged.
     academic = _academic_sources(out_dir, seed, coco, n_images, files)
     broken += academic.pop("broken")
+    evaluation = _pope_eval_set(seed, coco_ids, {b["path"] for b in broken}, files)
 
     for path, data in files.items():
         (out_dir / path).parent.mkdir(parents=True, exist_ok=True)
@@ -728,10 +729,53 @@ def write_demo_data(out_dir: Path, *, seed: int = 0, n_images: int = 240) -> dic
                              "1-3 of the 10 answers often disagree (near colour, off-by-one, flipped yes/no)"]},
     }
     summary["counts"].update(regions["counts"])
+    summary["evaluation"] = evaluation
     summary["broken"] += regions["broken"]
     summary["quirks"].update(regions["quirks"])
     _write_json(out_dir / "README.demo.json", summary, indent=2)
     return summary
+
+
+def _pope_eval_set(seed: int, coco_ids: list[int], broken: set[str], files: dict[str, bytes]) -> dict:
+    """A POPE file (`eval/pope/coco_pope_random.json`, its official JSON Lines) with its COCO val2014 images
+    (`eval/val2014/`), leaking into the training sources the two ways real evaluation sets do: images whose
+    val2014 ids are train2017 images of the demo (the same COCO pool: the ids tier), and images that are
+    resized, recompressed copies of other training images under fresh ids (the pHash tier). One image is new.
+
+    The demo's pictures are one to four flat shapes; pHash works on grayscale structure, so a shape of another
+    colour at the same place is within a few bits: decontaminating with the pHash tier also removes such
+    look-alikes, and the report's example pairs show them (what the report is for)."""
+    rng = _stream(seed, "pope")
+    usable = [i for i in coco_ids if f"coco/train2017/{i:012d}.jpg" not in broken]
+    same_id, copied = rng.sample(usable, 4), rng.sample(usable, 2)
+    copied = [i for i in copied if i not in same_id]
+    fresh = [i for i in rng.sample(range(1, 581930), 8) if i not in coco_ids][: len(copied) + 1]
+    images = {i: files[f"coco/train2017/{i:012d}.jpg"] for i in same_id}
+    for new_id, train_id in zip(fresh, copied):
+        images[new_id] = _resized_copy(files[f"coco/train2017/{train_id:012d}.jpg"])
+    new_scene = make_scene(rng)
+    while len(new_scene) < 4:  # a busy picture: one flat shape's pHash matches any shape at that place
+        new_scene = make_scene(rng)
+    images[fresh[-1]] = jpeg_bytes(new_scene)
+    lines = []
+    for image_id in sorted(images):
+        for shape in ("circle", "square"):
+            lines.append({"question_id": len(lines) + 1, "image": f"COCO_val2014_{image_id:012d}.jpg",
+                          "text": f"Is there a {shape} in the image?", "label": rng.choice(["yes", "no"])})
+    for image_id, data in images.items():
+        files[f"eval/val2014/COCO_val2014_{image_id:012d}.jpg"] = data
+    files["eval/pope/coco_pope_random.json"] = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    return {"pope_images": len(images), "pope_questions": len(lines),
+            "same_coco_id_as_training": [f"coco/train2017/{i:012d}.jpg" for i in sorted(same_id)],
+            "resized_copy_of_training": [f"coco/train2017/{i:012d}.jpg" for i in copied]}
+
+
+def _resized_copy(data: bytes) -> bytes:
+    with Image.open(io.BytesIO(data)) as img:
+        small = img.convert("RGB").resize((img.width * 3 // 4, img.height * 3 // 4), Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    small.save(buf, "JPEG", quality=70)
+    return buf.getvalue()
 
 
 def _academic_sources(out_dir: Path, seed: int, coco: dict[int, Scene], n_images: int,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make demo`: demo raw data in the official formats -> converted sources -> a mix built from a recipe
-# -> the 25%/50% ladder -> what the mix contains.
+# -> the 25%/50% ladder -> decontamination against an evaluation set -> what the mix contains -> training.
 set -euo pipefail
 OUT=${1:-demo_out}
 case "$OUT" in /*) ;; *) OUT="$PWD/$OUT" ;; esac  # an absolute DEMO_DIR is used as it is
@@ -22,13 +22,17 @@ echo; echo "== 4. the 25% / 50% ladder (exact per source, nested) and a check of
 $DATAMIX subsample "$OUT/mix" --ratios 0.25,0.5 --out "$OUT/ladder"
 $DATAMIX verify "$OUT/mix"
 
-echo; echo "== 5. what the mix contains (and how the 50% rung compares with it)"
+echo; echo "== 5. decontaminate against POPE: its COCO val2014 images are train2017 images, two are resized copies"
+$DATAMIX decontaminate "$OUT/mix" --against pope:"$OUT/raw/eval/pope/coco_pope_random.json" \
+  --eval-image-root "$OUT/raw/eval/val2014" --out "$OUT/clean"
+
+echo; echo "== 6. what the mix contains, its duplicate images (and how the 50% rung compares with it)"
 $DATAMIX show "$OUT/mix" --n 2
-$DATAMIX stats "$OUT/mix" --report "$OUT/report"
+$DATAMIX stats "$OUT/mix" --report "$OUT/report" --duplicates 4 --workers 2
 $DATAMIX stats "$OUT/mix" "$OUT/ladder/demo-mix-r0.5"
 echo "report: $OUT/report/index.html"
 
-echo; echo "== 6. train the bundled tiny LLaVA-1.5 on a larger demo mix, then answer held-out questions"
+echo; echo "== 7. train the bundled tiny LLaVA-1.5 on a larger demo mix, then answer held-out questions"
 $DATAMIX demo-data "$OUT/train_raw" --seed 0 --n-images 2400
 DATAMIX_DATA="$OUT/train_raw" $DATAMIX build recipes/demo.yaml --out "$OUT/train_mix" --workers 2 | tail -1
 # Held-out: images of another seed, and only questions whose answer the question string does not give away.
@@ -39,7 +43,7 @@ start=$(date +%s)
 $DATAMIX pretrain-vision "$OUT/train_mix" --out "$OUT/vision"
 $DATAMIX train "$OUT/train_mix" --stage pretrain --vision-init "$OUT/vision" --out "$OUT/run-stage1" --max-steps 100
 $DATAMIX train "$OUT/train_mix" --stage finetune --projector-from "$OUT/run-stage1" --out "$OUT/run-stage2" --epochs 4
-echo; echo "== 7. does the model read the image? the same held-out questions with the real and with blank images"
+echo; echo "== 8. does the model read the image? the same held-out questions with the real and with blank images"
 $DATAMIX predict "$OUT/run-stage2" "$OUT/heldout_mix" --n 300 | tail -1
 $DATAMIX predict "$OUT/run-stage2" "$OUT/heldout_mix" --n 300 --blank-images | tail -1
 echo "training and evaluation took $(( ($(date +%s) - start) / 60 )) min $(( ($(date +%s) - start) % 60 )) s"
