@@ -103,3 +103,20 @@ def test_decontaminate_applies_a_recipes_dedupe_to_a_finished_mix(world, tmp_pat
     assert len(got) == 3 and {"b/b1", "b/t3"} <= set(got) and len(set(got) & {"a/t1", "a/t2"}) == 1
     assert got["b/b1"][0] == "bytes" and got["b/t3"][0] == "conversation"
     assert verify_mix(tmp_path / "clean").ok
+
+
+def test_a_removed_copy_whose_kept_twin_is_not_selected_says_so(world, tmp_path):
+    """Dedupe is decided over every candidate (nesting holds), so at `count: 1` source a may not select the
+    sample b1 repeats: the entry says duplicate_of_in_mix false, and the build says how many."""
+    path = dedupe_recipe(world, "{images: bytes, conversations: true}")
+    path.write_text(path.read_text().replace("ratio: 1.0", "count: 1", 1))
+    lines = []
+    build(path, tmp_path / "mix", echo=lines.append)
+    rows = [json.loads(line) for line in (tmp_path / "mix" / "rejects.jsonl").read_text().splitlines()]
+    index_ids = set(__import__("polars").read_parquet(tmp_path / "mix" / "index.parquet")["id"])
+    dedupes = [r for r in rows if r["stage"] == "dedupe"]
+    assert dedupes and all(r["duplicate_of_in_mix"] == (r["duplicate_of"] in index_ids) for r in dedupes)
+    outside = sum(not r["duplicate_of_in_mix"] for r in dedupes)
+    assert outside >= 1
+    assert any(f"dedupe: {outside:,} removed sample(s) repeat a kept sample that is not in the mix" in str(line)
+               for line in lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from datamix.decontam.evalsets import EvalItem, EvalSet
@@ -55,3 +56,23 @@ def test_dedupe_keeps_the_first_and_spares_one_source_reusing_one_image():
     near = duplicate_hits(walk, "phash", 2)
     assert {n: (h.tier, h.distance, h.ref) for n, h in near.items()} == {2: ("phash", 0, 0), 3: ("phash", 2, 0)}
     assert set(duplicate_hits(walk, "phash", 1)) == {2}
+
+
+def test_only_ascii_digits_are_ids():
+    from datamix.decontam.keys import gqa_key, image_keys
+
+    assert image_keys("gqa/images/\u00b2.jpg") == ("gqa:\u00b2",)  # int("²") would crash the build
+    assert gqa_key("\u0663") == "gqa:\u0663" and gqa_key("2354786") == "vg:2354786"
+    assert image_keys("vg/VG_100K/\u0663.jpg") == ()  # an Arabic-Indic 3 is not VG image 3
+    assert image_keys("coco/train2017/" + "\u0660" * 6 + "391895.jpg") == ()  # not COCO 391895
+
+
+def test_a_vqav2_file_without_data_subtype_takes_the_split_from_its_official_name(tmp_path):
+    from datamix.decontam.evalsets import read_eval_set
+    from datamix.decontam.spec import EvalSpec
+
+    path = tmp_path / "v2_OpenEnded_mscoco_val2014_questions.json"
+    path.write_text(json.dumps({"questions": [{"image_id": 42, "question": "Why?", "question_id": 420}]}))
+    es = read_eval_set(EvalSpec(name="v", kind="vqav2", path=path))
+    assert [(i.item, i.image) for i in es.items] == [("COCO_val2014_000000000042.jpg",
+                                                      "val2014/COCO_val2014_000000000042.jpg")]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from datamix.builder.exclude import Exclusion, exclude_rows
+from datamix.builder.exclude import Exclusion, exclude_rows, mark_twins_outside_mix
 from datamix.builder.pick import Picked, pick_source
 from datamix.builder.prepare import PreparedSource, conversion_budget_problem, prepare_in_worker, prepare_source
 from datamix.builder.engines import Engine, open_engine
@@ -138,6 +138,10 @@ def _build_locked(recipe: Recipe, sources: list[SourceSpec], out: Path, workers:
         picks = [pick_source(p.name, p.parquet, t, seed=recipe.seed, image_root=p.spec.image_root,
                              max_pixels=recipe.max_image_pixels, pool=pool, removed=excluded.rows(p.name))
                  for p, t in zip(prepared, chosen)]
+        outside = mark_twins_outside_mix(excluded, prepared, picks)
+        if outside:
+            echo(f"      dedupe: {outside:,} removed sample(s) repeat a kept sample that is not in the mix (not "
+                 "selected at this amount, or its image failed); see duplicate_of_in_mix in rejects.jsonl")
         check_budgets(recipe, prepared, picks)
         echo("[3/4] shuffling")
         total = _route(recipe, prepared, picks, work)

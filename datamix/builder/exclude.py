@@ -112,3 +112,21 @@ def _exclusion(prepared: list[PreparedSource], decision: Decision) -> Exclusion:
                      rejects={p.name: r for p, r in zip(prepared, decision.rejects)},
                      record=decision.record, examples=decision.examples,
                      key=digest.hexdigest())
+
+
+def mark_twins_outside_mix(excluded: Exclusion, prepared: list[PreparedSource], picks: list) -> int:
+    """Dedupe keeps the first copy by rank over *every* candidate row, so removals do not depend on the amounts
+    and rungs stay nested. The kept copy is then not always selected (a ratio or count below the source's size,
+    or its image failing the pick). Each dedupe entry says whether its twin is in the mix
+    (`duplicate_of_in_mix`); returns how many are not, so the build can say so instead of losing them silently."""
+    entries = [e for rejects in excluded.rejects.values() for e in rejects if e.get("stage") == "dedupe"]
+    if not entries:
+        return 0
+    selected: set[str] = set()
+    for source, picked in zip(prepared, picks):
+        table = pq.read_table(source.parquet, columns=["id", "source"])
+        ids, converters = table.column("id").to_pylist(), table.column("source").to_pylist()
+        selected.update(mix_id(ids[r], converters[r], source.name, 0) for r in picked.rows.tolist())
+    for entry in entries:
+        entry["duplicate_of_in_mix"] = entry["duplicate_of"] in selected
+    return sum(not e["duplicate_of_in_mix"] for e in entries)

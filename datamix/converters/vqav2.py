@@ -17,6 +17,7 @@ without annotations (the test split) is rejected as `no_answer`. Dropped: `answe
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,6 +161,13 @@ def most_common_answer(answers: pl.Series) -> pl.Series:
     return frame.join(best, on="row", how="left").sort("row")["answers_right"].alias("answer")
 
 
+def subtype_from_name(name: str) -> str | None:
+    """The split an official file name carries (`..._mscoco_val2014_questions.json` -> `val2014`), for a file
+    without `data_subtype`; None when the name tells none."""
+    match = re.search(r"(train|val|test-dev|test)(2014|2015|2017)", name, re.ASCII)
+    return match.group(0) if match else None
+
+
 def load_vqa_file(path: Path, ledger: Ledger) -> tuple[str, pl.DataFrame]:
     """Read one official file into normalised columns; the fast path keeps answers columnar in Arrow."""
     table = read_object_table(path, FILE_SCHEMA)
@@ -178,7 +186,8 @@ def load_vqa_file(path: Path, ledger: Ledger) -> tuple[str, pl.DataFrame]:
         records = _records_frame(obj[kind], ledger, path)
         subtype = _text(obj.get("data_subtype"))
     frame = _questions(records) if kind == "questions" else _annotations(records)
-    frame = frame.with_columns(subtype=pl.lit(subtype or "train2014", dtype=pl.Utf8), file=pl.lit(path.name))
+    subtype = subtype or subtype_from_name(path.name) or "train2014"
+    frame = frame.with_columns(subtype=pl.lit(subtype, dtype=pl.Utf8), file=pl.lit(path.name))
     before = ledger.rejected
     frame = reject_missing_ids(frame, ledger, id_column="qid", what="question")
     ledger.records_in += ledger.rejected - before  # the converter counts only the rows it is given

@@ -165,15 +165,17 @@ def _examples(sources: list[SourceRows], hits, index: EvalIndex | None, walk, re
             if stage == "decontaminate":
                 eval_set, item = index.item(hit.ref)
                 group = (eval_set.name, hit.tier)
-                other = {"name": f"{eval_set.name}: {item.item}",
-                         "thumbnail": file_thumbnail(eval_set.image_root, item.image, max_pixels)}
             else:
                 kept_n, kept_row = walk[hit.ref]
                 group = ("dedupe", hit.tier)
+            if taken[group] >= EXAMPLES:  # before any image is read: thumbnails only for the pairs shown
+                continue
+            if stage == "decontaminate":
+                other = {"name": f"{eval_set.name}: {item.item}",
+                         "thumbnail": file_thumbnail(eval_set.image_root, item.image, max_pixels)}
+            else:
                 other = {"name": sources[kept_n].labels[kept_row],
                          "thumbnail": _sample_thumbnail(read, kept_n, kept_row, sources, max_pixels)}
-            if taken[group] >= EXAMPLES:
-                continue
             taken[group] += 1
             out.append({"stage": stage, "group": group[0], "tier": hit.tier, "distance": hit.distance,
                         "sample": {"name": source.labels[row],

@@ -79,7 +79,7 @@ def read_eval_set(spec: EvalSpec) -> EvalSet:
     reader = READERS[spec.kind]
     found = _Items()
     files = reader(spec, found)
-    image_root = spec.image_root if spec.image_root is not None or not spec.path.is_dir() else spec.path
+    image_root = spec.path if spec.path.is_dir() else spec.image_root  # a folder is its own image root
     return EvalSet(spec.name, spec.kind, spec.path, list(found.items.values()), image_root,
                    found.without_image, files)
 

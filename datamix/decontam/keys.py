@@ -23,12 +23,14 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-COCO_NAME = re.compile(r"COCO_(train|val|test)(20\d\d)_(\d{12})(?:_\d+)?\.\w+\Z")  # refs file_name: `_<ann>` suffix
+# refs file_name carries an annotation suffix: COCO_train2014_000000581857_16.jpg
+COCO_NAME = re.compile(r"COCO_(train|val|test)(20\d\d)_(\d{12})(?:_\d+)?\.\w+\Z", re.ASCII)
 COCO_FOLDER = re.compile(r"(train|val|test)20(14|15|17)\Z")
-TWELVE_DIGITS = re.compile(r"(\d{12})\.\w+\Z")
-VG_FILE = re.compile(r"(?:\A|/)VG_100K(?:_2)?/(\d+)\.\w+\Z")
-GQA_FILE = re.compile(r"(?:\A|/)gqa/images/([^/]+)\.\w+\Z")  # LLaVA's `gqa/images/` folder
-OPENIMAGES_FILE = re.compile(r"(?:\A|/)([0-9a-f]{16})\.\w+\Z")
+TWELVE_DIGITS = re.compile(r"(\d{12})\.\w+\Z", re.ASCII)
+VG_FILE = re.compile(r"(?:\A|/)VG_100K(?:_2)?/(\d+)\.\w+\Z", re.ASCII)
+GQA_FILE = re.compile(r"(?:\A|/)gqa/images/([^/]+)\.\w+\Z", re.ASCII)  # LLaVA's `gqa/images/` folder
+OPENIMAGES_FILE = re.compile(r"(?:\A|/)([0-9a-f]{16})\.\w+\Z", re.ASCII)
+# re.ASCII throughout: \d would also take non-ASCII digits, turning `VG_100K/٣.jpg` into vg:3.
 
 
 def coco_key(image_id: int, split: str = "train") -> str:
@@ -37,7 +39,8 @@ def coco_key(image_id: int, split: str = "train") -> str:
 
 def gqa_key(image_id: str) -> str:
     """A GQA imageId: a VG id (digits) or a GQA-only `n...` id."""
-    return f"vg:{int(image_id)}" if image_id.isdigit() else f"gqa:{image_id}"
+    # ASCII digits only: str.isdigit() accepts "²" and "٣", which int() refuses or reads as another id.
+    return f"vg:{int(image_id)}" if image_id.isascii() and image_id.isdecimal() else f"gqa:{image_id}"
 
 
 def image_keys(path: str, converter: str | None = None) -> tuple[str, ...]:
@@ -60,7 +63,7 @@ def image_keys(path: str, converter: str | None = None) -> tuple[str, ...]:
         return (f"vg:{int(match.group(1))}",)
     if match := GQA_FILE.search(path):
         return (gqa_key(match.group(1)),)
-    if converter == "gqa" and (match := re.fullmatch(r"images/([^/]+)\.\w+", path)):
+    if converter == "gqa" and (match := re.fullmatch(r"images/([^/]+)\.\w+", path, re.ASCII)):
         return (gqa_key(match.group(1)),)
     if match := OPENIMAGES_FILE.search(path):
         return (f"openimages:{match.group(1)}",)

@@ -36,8 +36,13 @@ def parse_against(values: list[str], tiers: Tiers | None, links: list[Path], ima
                   ) -> tuple[ExcludeSpec | None, DedupeSpec | None]:
     """`--against` values: recipe files (.yaml/.yml) or `KIND:PATH` evaluation sets, merged in the order given."""
     sets: list[EvalSpec] = []
+    links = list(links)  # the caller's list is not ours to extend
     dedupe = None
     recipe_tiers = None
+    recipes = [v for v in values if v.endswith((".yaml", ".yml"))]
+    if len(recipes) > 1:  # whose tiers and dedupe would apply is not obvious: refuse rather than pick one
+        raise InputError(f"--against: give at most one recipe (got {', '.join(recipes)}); name further "
+                         "evaluation sets as KIND:PATH")
     for value in values:
         if value.endswith((".yaml", ".yml")):
             recipe = load_recipe(value, check_files=False)
@@ -56,7 +61,9 @@ def parse_against(values: list[str], tiers: Tiers | None, links: list[Path], ima
         name = Path(path).stem if is_safe_name(Path(path).stem) else kind
         if not Path(path).exists():
             raise InputError(f"--against {value!r}: {path} does not exist")
-        sets.append(EvalSpec(name=name, kind=kind, path=Path(path), image_root=image_root))
+        # A folder (kind folder, or MME's release folder) is its own image root; --eval-image-root is for files.
+        root = None if Path(path).is_dir() else image_root
+        sets.append(EvalSpec(name=name, kind=kind, path=Path(path), image_root=root))
     names = [s.name for s in sets]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
