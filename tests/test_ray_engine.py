@@ -261,3 +261,61 @@ def test_a_decontaminated_build_on_ray_equals_the_local_one(local_ray, tmp_path)
     on_ray = ray_build(path, tmp_path / "ray")
     assert local["decontamination"]["decontaminate"]["removed"]["llava"]["phash"] == 1 and on_ray == local
     assert files(tmp_path / "ray") == files(tmp_path / "local")
+
+
+def test_any_error_in_a_task_is_raised_as_itself_and_leaves_no_temporary_file(local_ray, mix_recipe, clean,
+                                                                              tmp_path):
+    """A shard whose name is taken by a folder cannot be renamed into place: locally and on Ray the build stops
+    with the same IsADirectoryError (one line in the CLI, not Ray's remote traceback). On Ray no attempt's
+    `.tmp` stays (a local build leaves its open shard's `.tmp` as a kill would; the next run removes it)."""
+    shard = json.loads((clean / "manifest.json").read_text())["shards"][1]["name"]
+    errors = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / engine
+        (out / shard).mkdir(parents=True)
+        with pytest.raises(IsADirectoryError) as caught:
+            build(mix_recipe, out, engine=engine, echo=lambda *a: None)
+        errors[engine] = type(caught.value)
+    assert errors["ray"] is errors["local"]
+    assert not [p.name for p in (tmp_path / "ray").iterdir() if p.name.endswith(".tar.tmp") or ".tar." in p.name]
+
+
+def test_an_unknown_engine_or_a_missing_extra_creates_nothing(mix_recipe, tmp_path, monkeypatch):
+    with pytest.raises(Exception, match="unknown engine 'rya'"):
+        build(mix_recipe, tmp_path / "typo", engine="rya")
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(EngineError):
+        build(mix_recipe, tmp_path / "no-ray", engine="ray")
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "no-ray").exists()
+
+
+@pytest.mark.slow
+def test_without_address_a_local_ray_is_started_even_where_ray_address_names_a_cluster(mix_recipe, clean,
+                                                                                        tmp_path):
+    """RAY_ADDRESS (or a `ray start` on the machine) must not capture a build that asked for no cluster."""
+    env = os.environ | {"RAY_ADDRESS": "127.0.0.1:9"}
+    result = subprocess.run([sys.executable, "-m", "datamix.cli", "build", str(mix_recipe), "--out",
+                             str(tmp_path / "mix"), "--engine", "ray", "--workers", "2"],
+                            capture_output=True, text=True, timeout=240, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert files(tmp_path / "mix") == files(clean)
+
+
+def test_the_dashboard_link_of_the_cluster_is_printed(local_ray, tmp_path, monkeypatch):
+    """What `session` prints when it attaches: the cluster and Ray's own dashboard link (the Ray here has no
+    dashboard, so attaching is replaced by the context Ray returns, and the module's Ray is not shut down)."""
+    import ray
+
+    from datamix.builder import ray_engine
+
+    class Context:
+        dashboard_url = "127.0.0.1:8265"
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(ray_engine, "_connect", lambda address, workers: Context())
+    monkeypatch.setattr(ray_engine, "check_shared_folders", lambda out, reads: None)  # tested above
+    lines = []
+    with ray_engine.session("auto", 2, tmp_path, [], echo=lines.append) as engine:
+        assert engine.cpus >= 1
+    assert lines == ["      engine: the Ray cluster at auto; dashboard http://127.0.0.1:8265"]

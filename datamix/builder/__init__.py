@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from datamix.builder.exclude import Exclusion, exclude_rows, mark_twins_outside_mix
 from datamix.builder.pick import Picked, pick_source
 from datamix.builder.prepare import PreparedSource, conversion_budget_problem, prepare_in_worker, prepare_source
-from datamix.builder.engines import Engine, open_engine
+from datamix.builder.engines import Engine, check_engine, open_engine
 from datamix.builder.write import route_to_buckets, shuffle_positions
 from datamix.errors import BuildError, InputError
 from datamix.ledger import tally_reasons
@@ -107,6 +107,7 @@ def build(recipe_path: str | Path, out: str | Path, *, workers: int = 1, skip_pl
           engine: str = "local", address: str | None = None, echo=print) -> dict:
     """`engine`: "local" or "ray" (builder/engines.py); `address`: the Ray cluster (none: a local Ray of
     `workers` CPUs). The output is the same bytes whatever the engine and the worker count."""
+    check_engine(engine, address)  # before --out is created: a typo or a missing extra leaves nothing behind
     if engine == "ray":  # every path a task gets must be absolute: a node has its own working directory
         recipe_path, out = Path(recipe_path).absolute(), Path(out).absolute()
     recipe = load_recipe(recipe_path)

@@ -45,15 +45,22 @@ def open_engine(name: str, *, workers: int, address: str | None, out: Path, read
                 echo=print) -> Iterator[Engine]:
     """The engine for one build writing into `out` and reading `reads` (inputs, image roots); a Ray started here
     (no `address`, none running) is shut down at the end."""
-    if name not in ENGINES:
-        raise InputError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+    check_engine(name, address)
     if name == "local":
-        if address is not None:
-            raise InputError("--address names a Ray cluster: it goes with --engine ray")
         yield LocalEngine()
         return
     with ray_engine().session(address, workers, out, reads, echo) as engine:
         yield engine
+
+
+def check_engine(name: str, address: str | None) -> None:
+    """The engine can be used (Ray installed for `ray`): asked before anything is created on disk."""
+    if name not in ENGINES:
+        raise InputError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+    if name == "local" and address is not None:
+        raise InputError("--address names a Ray cluster: it goes with --engine ray")
+    if name == "ray":
+        ray_engine()
 
 
 def ray_engine():

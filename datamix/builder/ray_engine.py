@@ -81,11 +81,14 @@ def _connect(address: str | None, workers: int):
         _probe(address)
     try:
         if address is None:
-            return ray.init(num_cpus=max(1, workers), logging_level=logging.WARNING)
+            # "local": a new Ray of our own even where RAY_ADDRESS or a `ray start` on this machine names a
+            # cluster (ray.init would attach to it and refuse num_cpus); --address is how to use that one.
+            return ray.init(address="local", num_cpus=max(1, workers), logging_level=logging.WARNING)
         return ray.init(address=address, logging_level=logging.WARNING)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EngineError(f"cannot attach to Ray at {address}: {first}") from None
+        where = f"Ray at {address}" if address else "a local Ray"
+        raise EngineError(f"cannot start or attach to {where}: {first}") from None
 
 
 def _probe(address: str) -> None:
@@ -124,11 +127,12 @@ def in_order(refs: Iterable, window: int) -> Iterator:
 
 
 def result(ref):
-    """ray.get, with a datamix error raised in a task re-raised as itself: one line, as in a local build."""
+    """ray.get, with an error raised in a task re-raised as itself (a datamix error, an OSError...), so the CLI
+    prints it as the same one line as in a local build, not as Ray's remote traceback."""
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:
-        if isinstance(exc.cause, DatamixError):
+        if isinstance(exc.cause, Exception):
             raise exc.cause from None
         raise
 
@@ -265,9 +269,14 @@ class RayEngine:
             if shard is not None:
                 writes.append(self._submit_write(writer, shard))
             self._collect(writes, writer, bar, keep=0)
+        except BaseException:
+            # Nothing may rename a shard into the folder once the build has failed and let go of its lock.
+            for ref in [r for pair in packs for r in pair] + [ref for _, ref in writes]:
+                ray.cancel(ref, force=True)
+            raise
         finally:
             bar.close()
-        _remove_dead_attempts(writer)
+            _remove_dead_attempts(writer)
 
     def _chunks(self, bucket_dir: Path, skip_before: int) -> Iterator[list[str]]:
         for bucket in buckets(bucket_dir):

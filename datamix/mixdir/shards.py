@@ -156,11 +156,11 @@ def write_shard(out_dir: Path, name: str, first: int, packed: Iterable[bytes], a
         for data in packed:
             file.write(data)
             samples += 1
-    except BaseException:
+        return _seal(file, name, first, samples)
+    except BaseException:  # a failed write or rename leaves no temporary file behind
         file.close()
         file.atomic.discard()
         raise
-    return _seal(file, name, first, samples)
 
 
 class ShardWriter:
