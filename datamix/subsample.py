@@ -42,6 +42,13 @@ class Rung:
     examples: list[dict] = field(default_factory=list)
 
 
+def inherited_decontamination(manifest: dict) -> dict | None:
+    """A mix cut from a decontaminated parent holds none of what the parent removed: it says so, under the
+    parent's record (its own removals, if any, are beside it)."""
+    record = manifest.get("decontamination")
+    return None if record is None else {"inherited_from_parent": record}
+
+
 def rung_name(parent: str, ratio: float) -> str:
     return f"{parent}-r{ratio:g}"
 
@@ -72,7 +79,8 @@ def plan_rungs(mix_dir: Path, ratios: list[float], out: Path, *, one: bool = Fal
                          "images_checked": 0, "records_in": None}  # a rung copies bytes: it checks no image
         name = rung_name(manifest["name"], ratio)
         folder = out if one else inside(out, name)
-        rungs.append(Rung(ratio, name, folder, np.sort(np.concatenate(chosen or [np.zeros(0, np.int64)])), counts))
+        rungs.append(Rung(ratio, name, folder, np.sort(np.concatenate(chosen or [np.zeros(0, np.int64)])), counts,
+                          decontamination=inherited_decontamination(manifest)))
     return manifest, rungs, ids
 
 

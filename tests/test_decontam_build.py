@@ -117,3 +117,14 @@ def test_a_rebuild_reuses_the_fingerprint_cache(world, tmp_path, monkeypatch):
     (world / "train" / "other" / "different.jpg").touch()  # a changed file is hashed again, only it
     build(recipe(world), out, echo=quiet)
     assert [a[1] for a in calls] == ["other/different.jpg"]
+
+
+def test_a_rung_of_a_decontaminated_mix_says_what_its_parent_removed(built, tmp_path):
+    from datamix.subsample import subsample
+
+    out, manifest = built
+    subsample(out, [0.5], tmp_path / "ladder")
+    rung = next((tmp_path / "ladder").iterdir())
+    record = json.loads((rung / "manifest.json").read_text())["decontamination"]
+    assert record == {"inherited_from_parent": manifest["decontamination"]}
+    assert not verify_mix(rung).problems

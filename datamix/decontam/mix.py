@@ -27,7 +27,7 @@ from datamix.mixdir.shards import sha256_file
 from datamix.paths import is_safe_name
 from datamix.recipe import DEFAULT_MAX_PIXELS, load_recipe
 from datamix.selection import rank_order
-from datamix.subsample import Rung, write_rungs
+from datamix.subsample import Rung, inherited_decontamination, write_rungs
 
 BATCH = 256  # images in flight to the workers at once
 
@@ -107,6 +107,7 @@ def decontaminate(mix_dir: str | Path, out: str | Path, *, exclude: ExcludeSpec 
                        "images_checked": 0, "records_in": None} for s, r in zip(sources, decision.removed)}
     removed = int(sum(r.sum() for r in decision.removed))
     record = decision.record | {"against": [_described(s) for s in (exclude.sets if exclude else ())]}
+    record |= inherited_decontamination(manifest) or {}  # what the parent had removed already
     rung = Rung(ratio=1.0, name=manifest["name"], out=out, positions=kept.astype(np.int64), counts=counts,
                 lineage={"ratio": None, "removed": removed}, rejects=[e for r in decision.rejects for e in r],
                 decontamination=record, examples=decision.examples)
