@@ -128,3 +128,18 @@ def test_a_rung_of_a_decontaminated_mix_says_what_its_parent_removed(built, tmp_
     record = json.loads((rung / "manifest.json").read_text())["decontamination"]
     assert record == {"inherited_from_parent": manifest["decontamination"]}
     assert not verify_mix(rung).problems
+
+
+def test_an_evaluation_set_that_can_match_nothing_is_warned_about(world, tmp_path):
+    """LLaVA's own GQA eval jsonl read as kind llava, without an image_root: `n161313.jpg` carries no id key
+    of any pool and nothing can be fingerprinted, so the set could never catch a sample."""
+    (tmp_path / "llava_gqa_testdev_balanced.jsonl").write_text(
+        '{"question_id": "201307251", "image": "n161313.jpg", "text": "Is it?"}\n')
+    extra = (f"exclude:\n  sets:\n    - {{name: gqa-jsonl, kind: llava, path: "
+             f"{tmp_path / 'llava_gqa_testdev_balanced.jsonl'}}}\n    - {{name: pope, kind: pope, path: "
+             f"ROOT/eval/coco_pope_random.json}}\n")
+    lines = []
+    build(recipe(world, extra=extra, name="w.yaml"), tmp_path / "mix", echo=lines.append)
+    warnings = [str(line) for line in lines if "can match nothing" in str(line)]
+    assert warnings == ["      warning: evaluation set 'gqa-jsonl' can match nothing: none of its images has an "
+                        "id key and none was fingerprinted; check its kind, or give its image_root"]

@@ -24,6 +24,7 @@ from datamix.builder.pick import Picked, pick_source
 from datamix.builder.prepare import PreparedSource, conversion_budget_problem, prepare_in_worker, prepare_source
 from datamix.builder.engines import Engine, check_engine, open_engine
 from datamix.builder.write import route_to_buckets, shuffle_positions
+from datamix.decontam.decide import unmatchable_sets
 from datamix.errors import BuildError, InputError
 from datamix.ledger import tally_reasons
 from datamix.lock import output_lock
@@ -134,6 +135,9 @@ def _build_locked(recipe: Recipe, sources: list[SourceSpec], out: Path, workers:
     prepared = prepare_all(recipe, sources, work, workers, engine)
     with engine.mapper(workers) as pool:
         excluded = exclude_rows(recipe, prepared, work, pool)
+        for name in unmatchable_sets(excluded.record):
+            echo(f"      warning: evaluation set {name!r} can match nothing: none of its images has an id key "
+                 "and none was fingerprinted; check its kind, or give its image_root")
         chosen = resolve_targets(prepared, excluded)
         echo("[2/4] selecting and verifying images")
         picks = [pick_source(p.name, p.parquet, t, seed=recipe.seed, image_root=p.spec.image_root,

@@ -137,6 +137,7 @@ def decontaminate(
                                             "against its manifest while reading them.")] = False,
 ) -> None:
     """A copy of a mix without the samples that show an evaluation image (and, by a recipe's dedupe:, repeats)."""
+    from datamix.decontam.decide import unmatchable_sets
     from datamix.decontam.mix import decontaminate as run, parse_against
 
     exclude, dedupe = parse_against(against, parse_tiers(tiers, phash), list(links or []), eval_image_root)
@@ -147,3 +148,6 @@ def decontaminate(
         for name, tally in (manifest["decontamination"].get(stage) or {}).get("removed", {}).items():
             if tally:
                 typer.echo(f"  {stage:<13} {name:<20} " + ", ".join(f"{t} {n:,}" for t, n in tally.items()))
+    for name in unmatchable_sets(manifest["decontamination"]):
+        typer.echo(f"warning: evaluation set {name!r} can match nothing: none of its images has an id key and none "
+                   "was fingerprinted; check its kind, or give --eval-image-root", err=True)

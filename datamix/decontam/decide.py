@@ -135,6 +135,15 @@ def _record(sources: list[SourceRows], rejects: list[list[dict]], exclude: Exclu
     return record
 
 
+def unmatchable_sets(record: dict | None) -> list[str]:
+    """Evaluation sets of a decontamination record that can catch nothing: no image has an id key the ids tier
+    could join on, and none was fingerprinted (no image_root, or the image tiers off). A warning, not an error:
+    a set may rightly share no image pool with the mix, but usually its kind or image_root is wrong."""
+    sets = ((record or {}).get("decontaminate") or {}).get("eval_sets", {})
+    return [name for name, s in sets.items() if s["images"] and not s["images_with_id_keys"]
+            and not s["images_fingerprinted"]]
+
+
 def _by_source_and_tier(sources: list[SourceRows], entries: list[dict]) -> dict[str, dict[str, int]]:
     return {s.name: dict(sorted(Counter(e["tier"] for e in entries if e["source"] == s.name).items()))
             for s in sources}
@@ -146,6 +155,7 @@ def _eval_set_record(es: EvalSet, prints: list, removed: list[dict]) -> dict:
     return {"kind": es.kind, "files": [{"name": f.name, "bytes": f.stat().st_size, "sha256": sha256_file(f)}
                                        for f in es.files],
             "images": len(es.items), "records_without_image": es.without_image,
+            "images_with_id_keys": sum(1 for item in es.items if item.keys),
             "images_fingerprinted": sum(isinstance(p, Fingerprint) for p in prints),
             "images_unusable": sum(isinstance(p, str) for p in prints),
             "removed": dict(sorted(Counter(e["source"] for e in removed).items())),
