@@ -86,7 +86,7 @@ def test_bad_against_values_are_one_line_errors(parent, tmp_path, against, messa
     assert not (tmp_path / "clean" / "manifest.json").exists()
 
 
-def test_a_broken_evaluation_file_stops_with_one_line(parent, tmp_path):
+def test_a_bad_evaluation_record_is_counted_and_an_empty_file_stops_with_one_line(parent, tmp_path):
     bad = write(tmp_path / "coco_pope_random.json", '{"question_id": 1, "image": "COCO_val2014_0001.jpg"\n')
     result = run("decontaminate", parent[1], "--against", f"pope:{bad}", "--out", tmp_path / "clean")
     assert result.exit_code == 0, result.output  # a bad line is one unreadable record, counted, not a crash
