@@ -16,6 +16,8 @@ Two things differ, both for speed and both applied to every image alike, trainin
 the resize uses Pillow's `reducing_gap=2.0` (an integer box reduction first: 0.09 ms instead of 0.86 ms for a
 640x480 photo), and the DCT is a matrix product in numpy instead of scipy's FFT (0.03 ms instead of 0.5 ms).
 The hash depends on Pillow's resampling, so the versions it was made with are recorded (FINGERPRINT_VERSIONS).
+A flat image (one grey level at 32x32: blank placeholders, solid colours) hashes to 0 instead of to the
+rounding noise of its DCT, so its hash is the same on every machine; flat images then match each other.
 
 `PhashIndex` answers "which reference hashes lie within Hamming distance d of this one" exactly, with
 multi-index hashing: the 64 bits are cut into m bands, and two hashes within d differ in at most d // m bits of
@@ -46,7 +48,7 @@ _BIT_WEIGHTS = (1 << np.arange(PHASH_BITS - 1, -1, -1, dtype=np.uint64)).astype(
 def _versions() -> dict:
     import PIL
 
-    return {"fingerprint": 1, "pillow": PIL.__version__, "numpy": np.__version__, "xxhash": xxhash.VERSION}
+    return {"fingerprint": 2, "pillow": PIL.__version__, "numpy": np.__version__, "xxhash": xxhash.VERSION}
 
 
 FINGERPRINT_VERSIONS = _versions()
@@ -116,6 +118,8 @@ def phash(img: Image.Image) -> int:
 
 
 def phash_of_32x32(pixels: np.ndarray) -> int:
+    if np.ptp(pixels) < 1:  # one grey level: the DCT's AC terms are rounding noise, and so would the bits be
+        return 0
     low = (_DCT @ pixels @ _DCT.T)[:8, :8]
     bits = (low > np.median(low)).ravel()
     return int(np.sum(_BIT_WEIGHTS[bits], dtype=np.uint64))

@@ -138,3 +138,9 @@ def test_phash_index_edges():
     assert PhashIndex(top, 0).pairs(top)[2].tolist() == [0]
     with pytest.raises(ValueError):
         PhashIndex(top, 64)
+
+
+def test_a_flat_image_hashes_to_zero_whatever_its_grey_or_size():
+    for value, size in ((1, (10, 10)), (128, (64, 48)), (255, (300, 200))):
+        assert phash(Image.new("L", size, value)) == 0
+    assert phash(photo(9)) != 0
