@@ -1,11 +1,13 @@
 """`make bench`: datamix against the baselines users have today, measured in the same invocation.
 
-`--only convert|academic|regions|build|stats|audit|train|hd|fingerprint|ray|all`; see each section below and bench/build_bench.py,
+`--only convert|academic|regions|build|stats|audit|train|hd|fingerprint|decontam|ray|all`; see each section below
+and bench/build_bench.py,
 bench/regions_bench.py (the Visual Genome and RefCOCO/+/g converters at train scale), bench/stats_bench.py,
 bench/audit_bench.py (`datamix audit` of a generated 665K-record release beside `json.load`),
 bench/train_bench.py (the training input pipeline against a LLaVA-style loader, and data_wait in training),
 bench/hd_bench.py (the LLaVA-1.5-HD image pipeline against transformers' LLaVA-NeXT image processor),
 bench/fingerprint_bench.py (decontamination hashes beside a plain decode; matching 665K against 50K images),
+bench/decontam_bench.py (the exclude step's decision on 665K rows beside the selection ranking),
 bench/ray_bench.py (`datamix build --engine ray` beside `--engine local`, and Ray's start-up cost).
 
 For a VQAv2-train-scale input (443,757 questions, 4,437,570 answers) and a GQA-balanced-train-scale
@@ -77,7 +79,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full train-split sizes")
     parser.add_argument("--work", type=Path, default=Path("bench_out"), help="where inputs and outputs go")
     parser.add_argument("--only", choices=("convert", "academic", "regions", "build", "stats", "audit", "train", "hd",
-                                           "fingerprint", "ray", "all"),
+                                           "fingerprint", "decontam", "ray", "all"),
                         default="all",
                         help="which benchmarks")
     parser.add_argument("--mix-scale", type=float, default=build_bench.DEFAULT_MIX_SCALE,
@@ -102,7 +104,12 @@ def main() -> None:
         subprocess.run([sys.executable, str(HERE / "train_bench.py"), "--work", str(args.work)], check=True)
     if args.only in ("hd", "all"):  # its own process: one thread, so its samples/s are per core
         subprocess.run([sys.executable, str(HERE / "hd_bench.py")], check=True)
-                                           "fingerprint", "ray", "all"),
+    if args.only in ("fingerprint", "all"):  # its own process: one thread, so its images/s are per core
+        subprocess.run([sys.executable, str(HERE / "fingerprint_bench.py")], check=True)
+    if args.only in ("decontam", "all"):  # its own process: the exclude step's decision on 665K rows
+        subprocess.run([sys.executable, str(HERE / "decontam_bench.py")], check=True)
+    if args.only in ("ray", "all"):  # bench/ray_bench.py: the throughput mix on both engines, Ray's fixed cost
+        ray_bench.bench_ray(args.work, args.scale, measure)
 
 
 def bench_convert(args: argparse.Namespace) -> None:

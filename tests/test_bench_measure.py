@@ -39,3 +39,17 @@ def test_a_worker_process_counts_for_itself_and_not_its_parent():
     assert 200 * MIB < result["peak_rss_children_bytes"] < 300 * MIB, result
     assert result["peak_rss_bytes"] < 100 * MIB
     assert result["peak_rss_total_bytes"] == result["peak_rss_bytes"] + result["peak_rss_children_bytes"]
+
+
+def test_every_benchmark_script_parses_its_arguments():
+    """`make bench` is not run in CI: at least every script must import and parse (a broken merge once left
+    bench/run.py unparsable)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    for script in ("run.py", "fingerprint_bench.py", "decontam_bench.py", "hd_bench.py"):
+        result = subprocess.run([sys.executable, str(bench / script), "--help"], capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 0 and "usage" in result.stdout, (script, result.stderr[-500:])
