@@ -120,3 +120,32 @@ def test_a_removed_copy_whose_kept_twin_is_not_selected_says_so(world, tmp_path)
     assert outside >= 1
     assert any(f"dedupe: {outside:,} removed sample(s) repeat a kept sample that is not in the mix" in str(line)
                for line in lines)
+
+
+def test_decontaminate_keeps_what_a_build_keeps_and_decides_repeat_copies_together(world, tmp_path):
+    """A mix with `repeat: 2` on source a, deduplicated afterwards, holds the same samples as the same recipe
+    built with its dedupe: the same first by rank (the build's converter ids), both copies of each kept sample
+    (a copy is never a duplicate of itself), and every copy of a removed one, each in the ledger."""
+    dedupe = "{images: bytes, conversations: true}"
+
+    def repeated(path: Path) -> Path:
+        path.write_text(path.read_text().replace("ratio: 1.0", "repeat: 2", 1))
+        return path
+
+    build(repeated(dedupe_recipe(world, None, "plain2.yaml")), tmp_path / "mix", echo=lambda *a: None)
+    against = repeated(dedupe_recipe(world, dedupe, "d2.yaml"))
+    from datamix.decontam.mix import decontaminate, parse_against
+
+    exclude, spec = parse_against([str(against)], None, [], None)
+    decontaminate(tmp_path / "mix", tmp_path / "clean", exclude=exclude, dedupe=spec)
+    build(against, tmp_path / "direct", echo=lambda *a: None)
+    ids = {name: set(__import__("polars").read_parquet(tmp_path / name / "index.parquet")["id"])
+           for name in ("mix", "clean", "direct")}
+    assert ids["clean"] == ids["direct"]
+    kept_text = first_of(["t1", "t2"])[0]
+    assert {kept_text, kept_text + "@1"} <= ids["clean"]  # both copies of the kept text-only sample
+    removed = [json.loads(line) for line in (tmp_path / "clean" / "rejects.jsonl").read_text().splitlines()]
+    assert {r["id"] for r in removed} == ids["mix"] - ids["clean"]
+    assert all(r["copy_of"] == r["id"].rsplit("@", 1)[0] for r in removed if "@" in r["id"])
+    record = json.loads((tmp_path / "clean" / "manifest.json").read_text())["decontamination"]["dedupe"]
+    assert sum(n for tiers in record["removed"].values() for n in tiers.values()) == len(removed)

@@ -87,9 +87,13 @@ def decontaminate(mix_dir: str | Path, out: str | Path, *, exclude: ExcludeSpec 
     converters = {s["name"]: s.get("converter") for s in manifest.get("recipe", {}).get("sources", [])}
     names = [s for s in manifest["sources"] if s in set(by_row.tolist())] + sorted(set(by_row.tolist())
                                                                                   - set(manifest["sources"]))
-    positions = [np.flatnonzero(by_row == s) for s in names]
+    every = [np.flatnonzero(by_row == s) for s in names]
+    # A repeat copy (`a/x@1`) is decided with its first copy (`a/x`), never as a duplicate of it: the decision
+    # is made over the distinct samples, as in a build, whose dedupe runs before the copies are made.
+    first = [_first_copy(ids[p].tolist()) for p in every]
+    positions = [p[f == np.arange(len(p))] for p, f in zip(every, first)]
     sources = [SourceRows(name=s, converter=converters.get(s), labels=ids[p].tolist(), images=[images[i] for i in p],
-                          rank=rank_order(manifest["seed"], s, ids[p].tolist()),
+                          rank=rank_order(manifest["seed"], s, _converted_ids(ids[p].tolist(), converters.get(s))),
                           conversations=None if hashes is None else hashes[p])
                for s, p in zip(names, positions)]
     with mapper(workers) as pool:
@@ -102,16 +106,72 @@ def decontaminate(mix_dir: str | Path, out: str | Path, *, exclude: ExcludeSpec 
         decision = decide(sources, exclude=exclude, dedupe=dedupe, eval_sets=eval_sets, eval_prints=eval_prints,
                           links=Links.read(exclude.links) if exclude is not None else Links(),
                           prints=stored.prints, read=stored.read, max_pixels=max_pixels)
-    kept = np.sort(np.concatenate([p[~r] for p, r in zip(positions, decision.removed)] or [np.zeros(0, np.int64)]))
-    counts = {s.name: {"available": len(s.labels), "requested": int((~r).sum()), "selected": int((~r).sum()),
-                       "images_checked": 0, "records_in": None} for s, r in zip(sources, decision.removed)}
-    removed = int(sum(r.sum() for r in decision.removed))
+    removed_rows = [_with_copies(r, f) for r, f in zip(decision.removed, first)]
+    rejects = [_with_copy_entries(entries, ids[p].tolist(), f, r) for entries, p, f, r
+               in zip(decision.rejects, every, first, removed_rows)]
+    kept = np.sort(np.concatenate([p[~r] for p, r in zip(every, removed_rows)] or [np.zeros(0, np.int64)]))
+    counts = {s.name: {"available": len(p), "requested": int((~r).sum()), "selected": int((~r).sum()),
+                       "images_checked": 0, "records_in": None} for s, p, r in zip(sources, every, removed_rows)}
+    removed = int(sum(r.sum() for r in removed_rows))
+    recount(decision.record, sources, [e for per_source in rejects for e in per_source])
     record = decision.record | {"against": [_described(s) for s in (exclude.sets if exclude else ())]}
     record |= inherited_decontamination(manifest) or {}  # what the parent had removed already
     rung = Rung(ratio=1.0, name=manifest["name"], out=out, positions=kept.astype(np.int64), counts=counts,
-                lineage={"ratio": None, "removed": removed}, rejects=[e for r in decision.rejects for e in r],
+                lineage={"ratio": None, "removed": removed}, rejects=[e for r in rejects for e in r],
                 decontamination=record, examples=decision.examples)
     return write_rungs(mix_dir, manifest, [rung], ids, verify=verify, command="decontaminate")[0]
+
+
+def _first_copy(source_ids: list[str]) -> np.ndarray:
+    """Per row, the row of its first copy: `a/x@2` is the third copy of `a/x` (the suffix `mix_id` gives repeat
+    copies) when `a/x` is in the mix too; other rows are their own first copy."""
+    row_of = {sample_id: row for row, sample_id in enumerate(source_ids)}
+    first = np.arange(len(source_ids))
+    for row, sample_id in enumerate(source_ids):
+        stem, at, copy = sample_id.rpartition("@")
+        if at and copy.isascii() and copy.isdecimal() and stem in row_of:
+            first[row] = row_of[stem]
+    return first
+
+
+def _converted_ids(mix_ids: list[str], converter: str | None) -> list[str]:
+    """The ids a build ranked (`llava/x` for the mix's `a/x`), so "the first by rank" is the build's choice.
+    A source read from a Parquet file (no converter) is ranked by its mix ids."""
+    if converter is None:
+        return mix_ids
+    return [f"{converter}/{i.split('/', 1)[1]}" if "/" in i else i for i in mix_ids]
+
+
+def _with_copies(removed_first: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Removal per row of the source, from the removal of the first copies (in the order they appear)."""
+    index_of_first = np.cumsum(first == np.arange(len(first))) - 1
+    return removed_first[index_of_first[first]] if len(first) else np.zeros(0, dtype=bool)
+
+
+def _with_copy_entries(entries: list[dict], source_ids: list[str], first: np.ndarray,
+                       removed: np.ndarray) -> list[dict]:
+    """The ledger entries of the first copies, then one per further copy removed with it (`copy_of`)."""
+    by_id = {e["id"]: e for e in entries}
+    copies = [by_id[source_ids[f]] | {"id": source_ids[row], "copy_of": source_ids[f]}
+              for row, f in enumerate(first.tolist()) if f != row and removed[row] and source_ids[f] in by_id]
+    return entries + copies
+
+
+def recount(record: dict, sources: list[SourceRows], entries: list[dict]) -> None:
+    """The record's removal counts from the ledger entries (copies included), so the two always agree."""
+    from collections import Counter
+
+    def by_source_and_tier(stage_entries):
+        return {s.name: dict(sorted(Counter(e["tier"] for e in stage_entries if e["source"] == s.name).items()))
+                for s in sources}
+
+    for stage in ("decontaminate", "dedupe"):
+        if record.get(stage) is not None:
+            record[stage]["removed"] = by_source_and_tier([e for e in entries if e["stage"] == stage])
+    for name, figures in ((record.get("decontaminate") or {}).get("eval_sets") or {}).items():
+        mine = [e for e in entries if e["stage"] == "decontaminate" and e.get("eval_set") == name]
+        figures["removed"] = dict(sorted(Counter(e["source"] for e in mine).items()))
+        figures["removed_by_tier"] = dict(sorted(Counter(e["tier"] for e in mine).items()))
 
 
 def _described(spec: EvalSpec) -> dict:
@@ -138,6 +198,8 @@ class _StoredImages:
         found: dict[tuple[int, int], list] = {}
         owners, batch = [], []
         for key, row, members in iter_samples(self.mix_dir, manifest=self.manifest, verify=self.verify):
+            if int(key) not in self.where:  # a further repeat copy: its first copy's images stand for it
+                continue
             for suffix, path in zip(row["image_members"], row["images"]):
                 owners.append(self.where[int(key)])
                 batch.append((members[suffix], path, self.max_pixels))
