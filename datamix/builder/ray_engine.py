@@ -36,6 +36,7 @@ from itertools import islice
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import numpy as np
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -159,25 +160,33 @@ class RayMapper(Mapper):
 
 @ray.remote(num_returns=2, **TASK)
 def pack_chunk(lines: list[str], roots: dict[str, str | None], max_pixels: int, width: int):
-    """Samples of consecutive positions ready to write: (index records with sizes, packed bytes). The driver
-    fetches only the first; the second stays in the object store until the shards spanning it are written."""
+    """Samples of consecutive positions ready to write: (index records with sizes, their packed bytes end to end).
+    The driver fetches only the first; the second, one numpy array (which Ray stores and hands to the write
+    tasks without a copy), stays in the object store until the shards spanning it are written."""
     records, packed = [], []
     for line in lines:
         entry = json.loads(line)
         sample = ready_sample((roots[entry["row"]["source"]], entry, max_pixels, width))
         if isinstance(sample, str):
-            return [input_changed(entry, sample)], []
+            return [input_changed(entry, sample)], np.zeros(0, dtype=np.uint8)
         records.append((replace(sample, packed=b""), len(sample.packed)))
         packed.append(sample.packed)
-    return records, packed
+    return records, np.frombuffer(b"".join(packed), dtype=np.uint8)
 
 
 @ray.remote(**TASK)
-def write_shard_task(out_dir: str, name: str, first: int, slices: list[tuple[int, int]], *chunks: list[bytes]):
-    """One shard from `chunks[i][start:stop]` for each (start, stop) of `slices`, under a temporary name of its
-    own attempt (a retry never writes into a dead attempt's file), renamed into place when whole."""
-    packed = (data for chunk, (start, stop) in zip(chunks, slices) for data in chunk[start:stop])
-    return write_shard(Path(out_dir), name, first, packed, attempt=secrets.token_hex(4))
+def write_shard_task(out_dir: str, name: str, first: int, spans: list[tuple[int, list[int]]], *chunks: np.ndarray):
+    """One shard from its samples' bytes in `chunks` (per chunk: the byte offset of its first sample here and
+    each sample's size), under a temporary name of its own attempt (a retry never writes into a dead attempt's
+    file), renamed into place when whole. Only views of the stored arrays are taken: nothing is copied."""
+    def samples():
+        for chunk, (start, sizes) in zip(chunks, spans):
+            view = memoryview(chunk)
+            for size in sizes:
+                yield view[start:start + size]
+                start += size
+
+    return write_shard(Path(out_dir), name, first, samples(), attempt=secrets.token_hex(4))
 
 
 @ray.remote(num_cpus=0)
@@ -214,21 +223,22 @@ def check_shared_folders(out: Path, reads: list[Path]) -> None:
 
 @dataclass
 class _Shard:
-    """A shard the plan has opened: the packed-bytes chunks it spans, as [ref, start, stop]."""
+    """A shard the plan has opened: the packed-bytes chunks it spans, as [ref, byte offset, sample sizes]."""
 
     name: str
     first: int
     spans: list[list] = field(default_factory=list)
 
-    def add(self, ref, offset: int) -> None:
+    def add(self, ref, at: int, size: int) -> None:
+        """One more sample: `size` bytes at byte `at` of the chunk `ref`."""
         if self.spans and self.spans[-1][0] is ref:
-            self.spans[-1][2] = offset + 1
+            self.spans[-1][2].append(size)
         else:
-            self.spans.append([ref, offset, offset + 1])
+            self.spans.append([ref, at, [size]])
 
     @property
     def samples(self) -> int:
-        return sum(stop - start for _, start, stop in self.spans)
+        return sum(len(sizes) for _, _, sizes in self.spans)
 
 
 @dataclass
@@ -254,7 +264,8 @@ class RayEngine:
             self._submit_packs(packs, chunks, roots, max_pixels, writer.width)
             while packs:
                 records_ref, bytes_ref = packs.popleft()
-                for offset, item in enumerate(result(records_ref)):
+                at = 0  # byte offset of the sample in its chunk
+                for item in result(records_ref):
                     if isinstance(item, BuildError):
                         raise item
                     sample, size = item
@@ -262,7 +273,8 @@ class RayEngine:
                         if shard is not None:
                             writes.append(self._submit_write(writer, shard))
                         shard = _Shard(writer.shards.shard_name(writer.shards.index), writer.position - 1)
-                    shard.add(bytes_ref, offset)
+                    shard.add(bytes_ref, at, size)
+                    at += size
                 del records_ref, bytes_ref  # only the open shard and the writes in flight keep the bytes
                 self._collect(writes, writer, bar, keep=self.window)
                 self._submit_packs(packs, chunks, roots, max_pixels, writer.width)
@@ -287,9 +299,9 @@ class RayEngine:
             packs.append(pack_chunk.remote(lines, roots, max_pixels, width))
 
     def _submit_write(self, writer: MixWriter, shard: _Shard):
-        slices = [(start, stop) for _, start, stop in shard.spans]
+        spans = [(at, sizes) for _, at, sizes in shard.spans]
         refs = [ref for ref, _, _ in shard.spans]
-        return shard, write_shard_task.remote(str(writer.out), shard.name, shard.first, slices, *refs)
+        return shard, write_shard_task.remote(str(writer.out), shard.name, shard.first, spans, *refs)
 
     def _collect(self, writes: deque, writer: MixWriter, bar, keep: int) -> None:
         """Journal finished shards in plan order: every one that is done, then wait until at most `keep` are left."""
