@@ -319,3 +319,22 @@ def test_the_dashboard_link_of_the_cluster_is_printed(local_ray, tmp_path, monke
     with ray_engine.session("auto", 2, tmp_path, [], echo=lines.append) as engine:
         assert engine.cpus >= 1
     assert lines == ["      engine: the Ray cluster at auto; dashboard http://127.0.0.1:8265"]
+
+
+def test_shard_writes_in_flight_stay_within_the_byte_budget(local_ray, mix_recipe, clean, tmp_path, monkeypatch):
+    """With a budget below one shard, the driver waits for each write before going on: never two shards'
+    bytes pinned at once (the window alone would allow 2 x CPUs), and the bytes are the same."""
+    from datamix.builder import ray_engine
+
+    held = []
+    real_collect = ray_engine.RayEngine._collect
+
+    def collect(self, writes, writer, bar, keep):
+        real_collect(self, writes, writer, bar, keep)
+        held.append(len(writes))
+
+    monkeypatch.setattr(ray_engine, "write_budget", lambda resources: 1)
+    monkeypatch.setattr(ray_engine.RayEngine, "_collect", collect)
+    ray_build(mix_recipe, tmp_path / "mix")
+    assert held and max(held) == 0
+    assert files(tmp_path / "mix") == files(clean)

@@ -48,6 +48,8 @@ from datamix.mixdir.shards import ShardRecord, shard_pattern, write_shard
 from datamix.paths import remove_file
 from datamix.progress import progress_bar
 
+STORE_SHARE = 0.5  # of the cluster's object store, for the packed bytes of shard writes in flight
+DEFAULT_BYTES_IN_FLIGHT = 2 << 30  # where the cluster reports no object store size
 PACK_SAMPLES = 256  # samples per pack task: ~50 ms of work, against ~1 ms to schedule a task
 RETRIES = 3  # Ray's retries of a task whose worker died or that raised a (transient) OSError
 PROBE_TIMEOUT_S = 5.0  # a cluster address that does not accept a connection by then is reported, not waited on
@@ -71,7 +73,8 @@ def session(address: str | None, workers: int, out: Path, reads: list[Path], ech
         echo(f"      engine: {where}" + (f"; dashboard http://{dashboard}" if dashboard else ""))
     try:
         check_shared_folders(out, reads)
-        yield RayEngine(max(1, int(ray.cluster_resources().get("CPU", 1))))
+        resources = ray.cluster_resources()
+        yield RayEngine(max(1, int(resources.get("CPU", 1))), write_budget(resources))
     finally:
         if started:
             ray.shutdown()
@@ -106,6 +109,11 @@ def _probe(address: str) -> None:
     except OSError as exc:
         raise EngineError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one with "
                           "`ray start --head` or check --address") from None
+
+
+def write_budget(resources: dict) -> int:
+    """Packed bytes the shard writes in flight may hold: a share of the cluster's object store."""
+    return int(resources.get("object_store_memory", 0) * STORE_SHARE) or DEFAULT_BYTES_IN_FLIGHT
 
 
 # --------------------------------------------------------------------------------------- the ordered map
@@ -240,10 +248,15 @@ class _Shard:
     def samples(self) -> int:
         return sum(len(sizes) for _, _, sizes in self.spans)
 
+    @property
+    def bytes(self) -> int:
+        return sum(sum(sizes) for _, _, sizes in self.spans)
+
 
 @dataclass
 class RayEngine:
     cpus: int
+    bytes_in_flight: int = 0  # shard writes in flight hold at most this many packed bytes (0: no bound)
 
     @property
     def window(self) -> int:
@@ -304,10 +317,13 @@ class RayEngine:
         return shard, write_shard_task.remote(str(writer.out), shard.name, shard.first, spans, *refs)
 
     def _collect(self, writes: deque, writer: MixWriter, bar, keep: int) -> None:
-        """Journal finished shards in plan order: every one that is done, then wait until at most `keep` are left."""
+        """Journal finished shards in plan order: every one that is done, then wait until at most `keep` are left
+        and their packed bytes fit in `bytes_in_flight` (large shards: fewer in flight, not the object store full)."""
         while writes:
             shard, ref = writes[0]
-            if len(writes) <= keep and not ray.wait([ref], timeout=0)[0]:
+            held = sum(s.bytes for s, _ in writes)
+            fits = not self.bytes_in_flight or held <= self.bytes_in_flight
+            if len(writes) <= keep and fits and not ray.wait([ref], timeout=0)[0]:
                 return
             record: ShardRecord = result(ref)
             if (record.name, record.first, record.samples) != (shard.name, shard.first, shard.samples):
