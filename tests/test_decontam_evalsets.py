@@ -181,3 +181,25 @@ def test_bad_eval_files_give_one_line_errors(tmp_path, kind, text, message):
     with pytest.raises(ConverterError) as caught:
         read(tmp_path, kind, text)
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_bad_textvqa_entry_is_one_record_not_the_whole_file(tmp_path):
+    data = {"data": [None, "x", {"question": "q", "image_id": "003a8ae2ef43b901", "question_id": 1}]}
+    got = read(tmp_path, "textvqa", json.dumps(data), "TextVQA_0.5.1_val.json")
+    assert [i.item for i in got.items] == ["003a8ae2ef43b901"] and got.without_image == 2
+
+
+def test_malformed_refs_are_counted_not_dropped_unseen(tmp_path):
+    import pickle
+
+    from datamix.decontam.evalsets import read_eval_set
+    from datamix.decontam.spec import EvalSpec
+
+    refs = [{"ref_id": 1, "ann_id": 2, "image_id": 581857, "split": "val",
+             "file_name": "COCO_train2014_000000581857_2.jpg", "category_id": 1,
+             "sentences": [{"sent": "a dog", "sent_id": 1}], "sent_ids": [1]},
+            None, "x", {"ref_id": 3, "image_id": "bad", "split": "val"}]
+    path = tmp_path / "refs(unc).p"
+    path.write_bytes(pickle.dumps(refs, protocol=2))
+    got = read_eval_set(EvalSpec(name="refcoco", kind="refcoco", path=path))
+    assert [i.item for i in got.items] == ["COCO_train2014_000000581857.jpg"] and got.without_image == 3

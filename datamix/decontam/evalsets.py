@@ -31,6 +31,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -108,7 +109,7 @@ def _gqa(spec: EvalSpec, found: _Items) -> list[Path]:
 
 
 class _TextVQAFile(msgspec.Struct):
-    data: list[dict] | None = None
+    data: list[Any] | None = None  # records checked one by one: one bad entry is one record, not the file
 
 
 def _textvqa(spec: EvalSpec, found: _Items) -> list[Path]:
@@ -123,7 +124,7 @@ def _textvqa(spec: EvalSpec, found: _Items) -> list[Path]:
     if records is None:
         raise ConverterError(f"{spec.path}: not a TextVQA file: expected an object with a 'data' list")
     for record in records:
-        image_id = record.get("image_id")
+        image_id = record.get("image_id") if isinstance(record, dict) else None
         image_id = image_id if isinstance(image_id, str) and image_id else None
         hexadecimal = image_id is not None and OPENIMAGES_FILE.fullmatch(image_id + ".jpg")
         found.add(image_id, f"{image_id}.jpg" if image_id else None,
@@ -169,7 +170,10 @@ def _refcoco(spec: EvalSpec, found: _Items) -> list[Path]:
 
     wanted = set(spec.splits)
     for ref, _ in typed_refs(load_refs(spec.path)):
-        if ref is None or ref.split not in wanted:
+        if ref is None:  # a malformed ref: counted as a record naming no image, never dropped unseen
+            found.add(None, None, ())
+            continue
+        if ref.split not in wanted:
             continue
         if ref.image_id is None:
             found.add(None, None, ())
