@@ -39,6 +39,7 @@ class Exclusion:
     record: dict | None = None  # the manifest's `decontamination` block; None when the recipe asks for nothing
     examples: list[dict] = field(default_factory=list)
     key: str = ""  # what the removals depend on beyond the recipe: the evaluation files' content
+    labels: dict[str, list[str]] = field(default_factory=dict)  # per source: the mix id of each row
 
     def rows(self, name: str) -> np.ndarray | None:
         return self.removed.get(name)
@@ -79,7 +80,7 @@ def exclude_rows(recipe: Recipe, prepared: list[PreparedSource], work: Path, poo
     decision = decide(sources, exclude=recipe.exclude, dedupe=recipe.dedupe, eval_sets=eval_sets,
                       eval_prints=eval_prints, links=links, prints=prints, read=read,
                       max_pixels=recipe.max_image_pixels)
-    return _exclusion(prepared, decision)
+    return _exclusion(prepared, decision, sources)
 
 
 def _source_rows(seed: int, source: PreparedSource, conversations: bool) -> SourceRows:
@@ -103,7 +104,7 @@ def stored_conversation_hashes(path: Path) -> np.ndarray:
     return conversation_hashes(pq.read_table(path, columns=["conversations"]).column(0)).to_numpy()
 
 
-def _exclusion(prepared: list[PreparedSource], decision: Decision) -> Exclusion:
+def _exclusion(prepared: list[PreparedSource], decision: Decision, sources: list[SourceRows]) -> Exclusion:
     # The shards depend on which rows are out (evaluation files and images included): that is the key.
     digest = hashlib.sha256()
     for source, removed in zip(prepared, decision.removed):
@@ -111,7 +112,7 @@ def _exclusion(prepared: list[PreparedSource], decision: Decision) -> Exclusion:
     return Exclusion(removed={p.name: r for p, r in zip(prepared, decision.removed)},
                      rejects={p.name: r for p, r in zip(prepared, decision.rejects)},
                      record=decision.record, examples=decision.examples,
-                     key=digest.hexdigest())
+                     key=digest.hexdigest(), labels={s.name: s.labels for s in sources})
 
 
 def mark_twins_outside_mix(excluded: Exclusion, prepared: list[PreparedSource], picks: list) -> int:
@@ -122,11 +123,8 @@ def mark_twins_outside_mix(excluded: Exclusion, prepared: list[PreparedSource], 
     entries = [e for rejects in excluded.rejects.values() for e in rejects if e.get("stage") == "dedupe"]
     if not entries:
         return 0
-    selected: set[str] = set()
-    for source, picked in zip(prepared, picks):
-        table = pq.read_table(source.parquet, columns=["id", "source"])
-        ids, converters = table.column("id").to_pylist(), table.column("source").to_pylist()
-        selected.update(mix_id(ids[r], converters[r], source.name, 0) for r in picked.rows.tolist())
+    selected = {excluded.labels[source.name][r] for source, picked in zip(prepared, picks)
+                for r in picked.rows.tolist()}
     for entry in entries:
         entry["duplicate_of_in_mix"] = entry["duplicate_of"] in selected
     return sum(not e["duplicate_of_in_mix"] for e in entries)

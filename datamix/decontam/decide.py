@@ -158,8 +158,23 @@ def _eval_set_record(es: EvalSet, prints: list, removed: list[dict]) -> dict:
             "images_with_id_keys": sum(1 for item in es.items if item.keys),
             "images_fingerprinted": sum(isinstance(p, Fingerprint) for p in prints),
             "images_unusable": sum(isinstance(p, str) for p in prints),
-            "removed": dict(sorted(Counter(e["source"] for e in removed).items())),
+            **_set_removals(removed)}
+
+
+def _set_removals(removed: list[dict]) -> dict:
+    """One evaluation set's removals: per source and per tier."""
+    return {"removed": dict(sorted(Counter(e["source"] for e in removed).items())),
             "removed_by_tier": dict(sorted(Counter(e["tier"] for e in removed).items()))}
+
+
+def recount(record: dict, sources: list[SourceRows], entries: list[dict]) -> None:
+    """A record's removal counts made again from ledger entries (`decontaminate` adds entries for repeat copies
+    after the decision), so the record and the ledger always agree."""
+    for stage in ("decontaminate", "dedupe"):
+        if record.get(stage) is not None:
+            record[stage]["removed"] = _by_source_and_tier(sources, [e for e in entries if e["stage"] == stage])
+    for name, figures in ((record.get("decontaminate") or {}).get("eval_sets") or {}).items():
+        figures |= _set_removals([e for e in entries if e["stage"] == "decontaminate" and e.get("eval_set") == name])
 
 
 def _examples(sources: list[SourceRows], hits, index: EvalIndex | None, walk, read: ReadImage,

@@ -15,13 +15,13 @@ import numpy as np
 
 from datamix.builder.exclude import stored_conversation_hashes
 from datamix.builder.workers import mapper
-from datamix.decontam.decide import SourceRows, decide
+from datamix.decontam.decide import SourceRows, decide, recount
 from datamix.decontam.evalsets import KINDS, read_eval_set
 from datamix.decontam.keys import Links
 from datamix.decontam.prints import file_fingerprints
-from datamix.fingerprints import fingerprint_bytes_job
 from datamix.decontam.spec import DedupeSpec, EvalSpec, ExcludeSpec, Tiers
 from datamix.errors import InputError
+from datamix.fingerprints import fingerprint_bytes_job
 from datamix.mixdir import INDEX, iter_samples, load_manifest, read_index
 from datamix.mixdir.shards import sha256_file
 from datamix.paths import is_safe_name
@@ -155,23 +155,6 @@ def _with_copy_entries(entries: list[dict], source_ids: list[str], first: np.nda
     copies = [by_id[source_ids[f]] | {"id": source_ids[row], "copy_of": source_ids[f]}
               for row, f in enumerate(first.tolist()) if f != row and removed[row] and source_ids[f] in by_id]
     return entries + copies
-
-
-def recount(record: dict, sources: list[SourceRows], entries: list[dict]) -> None:
-    """The record's removal counts from the ledger entries (copies included), so the two always agree."""
-    from collections import Counter
-
-    def by_source_and_tier(stage_entries):
-        return {s.name: dict(sorted(Counter(e["tier"] for e in stage_entries if e["source"] == s.name).items()))
-                for s in sources}
-
-    for stage in ("decontaminate", "dedupe"):
-        if record.get(stage) is not None:
-            record[stage]["removed"] = by_source_and_tier([e for e in entries if e["stage"] == stage])
-    for name, figures in ((record.get("decontaminate") or {}).get("eval_sets") or {}).items():
-        mine = [e for e in entries if e["stage"] == "decontaminate" and e.get("eval_set") == name]
-        figures["removed"] = dict(sorted(Counter(e["source"] for e in mine).items()))
-        figures["removed_by_tier"] = dict(sorted(Counter(e["tier"] for e in mine).items()))
 
 
 def _described(spec: EvalSpec) -> dict:

@@ -39,6 +39,11 @@ class ImageUse:
     key: str
     source: str
     path: str
+    member: int  # which image of the sample (its place in `images` / `image_members`)
+
+    @property
+    def position(self) -> int:
+        return int(self.key)
 
 
 def same_file_other_path(index: pl.DataFrame) -> dict:
@@ -62,7 +67,8 @@ def duplicate_images(mix_dir: str | Path, max_distance: int, *, workers: int = 1
     mix_dir = Path(mix_dir)
     manifest = load_manifest(mix_dir)
     index = pl.from_arrow(read_index(mix_dir, ["key", "source", "images", "image_sha256"], manifest=manifest))
-    uses, fingerprints, unreadable = _fingerprint_distinct(mix_dir, manifest, workers, max_pixels, verify)
+    uses, fingerprints, unreadable = _fingerprint_distinct(mix_dir, manifest, first_uses(index), workers,
+                                                           max_pixels, verify)
     result = {"max_distance": max_distance, "distinct_images": len(uses), "unreadable": unreadable,
               "same_file_other_path": same_file_other_path(index)}
     result |= _same_pixels(uses, fingerprints)
@@ -72,36 +78,40 @@ def duplicate_images(mix_dir: str | Path, max_distance: int, *, workers: int = 1
     return result
 
 
-def _fingerprint_distinct(mix_dir: Path, manifest: dict, workers: int, max_pixels: int, verify: bool):
+def first_uses(index: pl.DataFrame) -> list[ImageUse]:
+    """The first use of every distinct image (by the content sha256 the index records), in mix order."""
+    uses, seen = [], set()
+    for key, source, paths, shas in index.select("key", "source", "images", "image_sha256").iter_rows():
+        for member, (path, sha) in enumerate(zip(paths or [], shas or [])):
+            if sha not in seen:
+                seen.add(sha)
+                uses.append(ImageUse(sha, key, source, path, member))
+    return uses
+
+
+def _stored_images(mix_dir: Path, manifest: dict, uses: list[ImageUse], verify: bool):
+    """(use, image bytes) of each use, in the order given (mix order): only the samples holding one are read."""
+    wanted: dict[int, list[ImageUse]] = {}
+    for use in uses:
+        wanted.setdefault(use.position, []).append(use)
+    for key, row, members in iter_samples(mix_dir, positions=wanted.keys(), manifest=manifest, verify=verify):
+        for use in wanted[int(key)]:
+            yield use, members[row["image_members"][use.member]]
+
+
+def _fingerprint_distinct(mix_dir: Path, manifest: dict, uses: list[ImageUse], workers: int, max_pixels: int,
+                          verify: bool):
     """(first use, fingerprint) of every distinct image, in mix order; images that no longer decode are counted."""
-    uses: list[ImageUse] = []
-    seen: set[str] = set()
-
-    def jobs():
-        for key, row, members in iter_samples(mix_dir, manifest=manifest, verify=verify):
-            for path, suffix in zip(row["images"], row["image_members"]):
-                data = members[suffix]
-                sha = _sha256(data)
-                if sha not in seen:
-                    seen.add(sha)
-                    uses.append(ImageUse(sha, key, row["source"], path))
-                    yield data, path, max_pixels
-
+    jobs = ((data, use.path, max_pixels) for use, data in _stored_images(mix_dir, manifest, uses, verify))
     fingerprints, kept, unreadable = [], [], 0
     with mapper(workers) as pool:
-        for i, result in enumerate(pool.imap(fingerprint_bytes_job, jobs(), chunksize=16)):
+        for i, result in enumerate(pool.imap(fingerprint_bytes_job, jobs, chunksize=16)):
             if isinstance(result, str):
                 unreadable += 1
             else:
                 fingerprints.append(result)
                 kept.append(i)
     return [uses[i] for i in kept], fingerprints, unreadable
-
-
-def _sha256(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
 
 
 def _same_pixels(uses: list[ImageUse], fingerprints: list) -> dict:
@@ -141,14 +151,9 @@ def _examples(mix_dir: Path, manifest: dict, uses: list[ImageUse], pairs: list[t
         if per_distance[d] < EXAMPLES_PER_DISTANCE:
             per_distance[d] += 1
             chosen.append((a, b, d))
-    wanted = {uses[i].sha256 for a, b, _ in chosen for i in (a, b)}
-    positions = {int(uses[i].key) for a, b, _ in chosen for i in (a, b)}
-    thumbs: dict[str, str] = {}
-    for _, row, members in iter_samples(mix_dir, positions=positions, manifest=manifest, verify=verify):
-        for path, suffix in zip(row["images"], row["image_members"]):
-            sha = _sha256(members[suffix])
-            if sha in wanted and sha not in thumbs:
-                thumbs[sha] = thumbnail_uri(members[suffix], path, max_pixels)
+    shown = sorted({i for a, b, _ in chosen for i in (a, b)})
+    thumbs = {use.sha256: thumbnail_uri(data, use.path, max_pixels)
+              for use, data in _stored_images(mix_dir, manifest, [uses[i] for i in shown], verify)}
     return [{"distance": d, "a": _use_dict(uses[a]), "b": _use_dict(uses[b]),
              "a_thumbnail": thumbs.get(uses[a].sha256), "b_thumbnail": thumbs.get(uses[b].sha256)}
             for a, b, d in sorted(chosen, key=lambda p: (p[2], p[0], p[1]))]
